@@ -1,0 +1,50 @@
+# -*- coding: utf-8 -*-
+# Copyright: minibus.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    DOCUMENTATION = r"""
+options:
+  token:
+    description:
+      - A Vault token to use as it is. Falls back to E(VAULT_TOKEN), then E(BAO_TOKEN), but only when no
+        AppRole credential is given.
+      - A token given here is never revoked by the plugin.
+    type: str
+  role_id:
+    description:
+      - The AppRole role id. It is effectively public; custom role ids such as C(minibus/csr) work.
+    type: str
+  secret_id:
+    description:
+      - The AppRole secret id, single-use and short-lived. Falls back to E(MINIBUS_CSR_SECRET_ID) when
+        O(role_id) is set.
+      - Prefer O(secret_id_wrapping_token), since a bare secret id has travelled unprotected.
+    type: str
+  secret_id_wrapping_token:
+    description:
+      - A response-wrapping token that holds the secret id.
+      - It is looked up first and refused unless its creation path is exactly
+        C(auth/<auth_mount_point>/role/<approle_name>/secret-id) (without O(approle_name), any
+        C(auth/<auth_mount_point>/role/<name>/secret-id)); only then is it unwrapped.
+    type: str
+  approle_name:
+    description:
+      - The name of the AppRole role (not its role id), for example C(minibus-generate-sign-server-keys).
+      - Used to check the creation path of wrapping tokens, and to mint secret ids.
+    type: str
+  auth_mount_point:
+    description:
+      - Where the AppRole auth method is mounted.
+    type: str
+    default: approle
+notes:
+  - Give either O(token) or AppRole credentials (O(role_id) with O(secret_id) or O(secret_id_wrapping_token)).
+  - A token obtained through AppRole is revoked (C(auth/token/revoke-self)) before the plugin returns,
+    except by M(minibus.pki.vault_approle_login), whose purpose is to return it.
+"""

@@ -1,0 +1,52 @@
+# -*- coding: utf-8 -*-
+# Copyright: minibus.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # The environment fallbacks named here are applied by plugins/module_utils/options.py (one table),
+    # on the host where the plugin runs: the managed host for modules, the controller for the lookup.
+    DOCUMENTATION = r"""
+options:
+  url:
+    description:
+      - Address of the Vault or OpenBao server, for example C(https://vault.example.com:8200).
+      - Falls back to the environment variable E(VAULT_ADDR), then E(BAO_ADDR).
+    type: str
+  ca_cert:
+    description:
+      - Path to the CA bundle that signed Vault's own TLS certificate.
+      - Falls back to E(VAULT_CACERT), then E(BAO_CACERT). Without it the system trust store is used.
+    type: path
+    aliases: [cacert]
+  validate_certs:
+    description:
+      - Verify Vault's TLS certificate. Turning this off lets anyone on the path read every secret id
+        and certificate request; only do it against a throw-away dev server.
+    type: bool
+    default: true
+  namespace:
+    description:
+      - Vault Enterprise namespace. Falls back to E(VAULT_NAMESPACE), then E(BAO_NAMESPACE).
+    type: str
+  timeout:
+    description:
+      - Seconds to wait for Vault to answer one request.
+    type: int
+    default: 30
+  retries:
+    description:
+      - How many times a request is retried, with exponential back-off from 0.5 s, when Vault cannot be
+        reached, answers 429, is sealed, or fails with a 5xx error.
+      - A request that spends something single-use (an AppRole login with a secret id, an unwrap) is
+        retried only when Vault cannot have acted on it (the connection was never made, 429, sealed).
+        After a time-out while waiting for the answer or a dropped connection the secret id may already
+        be spent, so the task fails and says so; get a new wrapped secret id (the next run of the
+        M(minibus.pki.vault_pki_issue) based role does that).
+    type: int
+    default: 3
+"""

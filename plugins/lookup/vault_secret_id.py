@@ -1,0 +1,112 @@
+# -*- coding: utf-8 -*-
+# Copyright: minibus.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+name: vault_secret_id
+short_description: Mint response-wrapped AppRole secret ids on the controller (the trusted broker)
+version_added: 0.1.0
+description:
+  - For each AppRole role name in the terms, asks Vault for a new secret id, response-wrapped, and returns the
+    wrapping token. The secret id itself never appears on the controller; the host unwraps it after checking
+    the token's creation path (M(minibus.pki.vault_pki_issue) does that).
+  - Runs on the controller (AWX acts as the broker), so the connection options and environment fallbacks apply
+    there, for example E(VAULT_ADDR) and E(VAULT_TOKEN) injected by an AWX credential.
+  - The wrapping token is single-use and lives O(wrap_ttl); it is a secret, so tasks using it should be
+    C(no_log).
+author:
+  - minibus.pki contributors
+extends_documentation_fragment:
+  - minibus.pki.connection
+  - minibus.pki.auth
+options:
+  _terms:
+    description: Names of AppRole roles (not role ids) to mint a wrapped secret id for.
+    required: true
+    type: list
+    elements: str
+  wrap_ttl:
+    description: How long the wrapping token lives.
+    type: str
+    default: 120s
+  metadata:
+    description: Metadata stored with the secret id (shown in Vault's audit log and secret id lookups).
+    type: dict
+  cidr_list:
+    description: CIDR blocks the secret id may be used from.
+    type: list
+    elements: str
+"""
+
+EXAMPLES = r"""
+- name: Give the host a wrapped secret id (broker token in VAULT_TOKEN on the controller)
+  minibus.pki.vault_pki_issue:
+    role_id: minibus/csr
+    approle_name: minibus-generate-sign-server-keys
+    secret_id_wrapping_token: "{{ lookup('minibus.pki.vault_secret_id', 'minibus-generate-sign-server-keys',
+                                  metadata={'host': inventory_hostname}) }}"
+    common_name: "{{ ansible_facts['fqdn'] }}"
+    cert_path: /var/lib/minibus-certs/tls/cert.pem
+    key_path: /var/lib/minibus-certs/tls/key.pem
+  no_log: true
+"""
+
+RETURN = r"""
+_raw:
+  description: One wrapping token per term.
+  type: list
+  elements: str
+"""
+
+import os
+
+from ansible.errors import AnsibleError, AnsibleLookupError
+from ansible.plugins.lookup import LookupBase
+
+try:
+    from ansible_collections.minibus.pki.plugins.module_utils.errors import MinibusError
+    from ansible_collections.minibus.pki.plugins.module_utils.options import (
+        AUTH_SPEC, CONNECTION_SPEC, resolve_env, validate_auth, validate_connection)
+    from ansible_collections.minibus.pki.plugins.module_utils.vault import (
+        HVAC_IMPORT_ERROR, VaultClient, authenticate, mint_wrapped_secret_id, revoke_self)
+except ImportError as exc:  # pragma: no cover - the collection is broken, not the user's input
+    raise AnsibleError("minibus.pki is incompletely installed: %s" % exc)
+
+
+class LookupModule(LookupBase):
+
+    def run(self, terms, variables=None, **kwargs):
+        if HVAC_IMPORT_ERROR:
+            raise AnsibleLookupError("The minibus.pki.vault_secret_id lookup needs the Python library hvac on the "
+                                     "controller: pip install hvac.")
+        self.set_options(var_options=variables, direct=kwargs)
+        params = dict((name, self.get_option(name)) for name in list(CONNECTION_SPEC) + list(AUTH_SPEC))
+        resolve_env(params, os.environ)
+        names = [t for t in terms if t]
+        if not names:
+            raise AnsibleLookupError("vault_secret_id needs at least one AppRole role name as a term.")
+        session = client = None
+        try:
+            validate_connection(params)
+            validate_auth(params)
+            client = VaultClient(params["url"], params["ca_cert"], params["validate_certs"], params["namespace"],
+                                 params["timeout"], params["retries"])
+            session = authenticate(client, params)
+            return [mint_wrapped_secret_id(client, session.token, name, params["auth_mount_point"],
+                                           self.get_option("wrap_ttl"), self.get_option("metadata"),
+                                           self.get_option("cidr_list"))["token"]
+                    for name in names]
+        except MinibusError as exc:
+            raise AnsibleLookupError(exc.message)
+        finally:
+            if session is not None and session.owned:
+                try:
+                    revoke_self(client, session.token)
+                except MinibusError:
+                    pass  # the AppRole token expires on its own within token_ttl
+            if client is not None:
+                client.close()

@@ -1,0 +1,260 @@
+# -*- coding: utf-8 -*-
+# Copyright: minibus.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Files that belong together change together.
+
+Every issuance is written, complete and fsynced, into a fresh version directory; one symlink,
+``current``, is then replaced with rename(2). The public paths (cert_path, key_path, chain_path,
+ca_path) are symlinks through ``current``, so a single atomic rename moves all of them at once: no
+reader can resolve a new certificate next to an old key. See docs/design.md.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import contextlib
+import errno
+import fcntl
+import os
+import shutil
+import time
+
+from .errors import MinibusError
+
+STORE_DIR = ".minibus"
+_VERSION_PREFIX = "v-"
+_KEEP_VERSIONS = 2  # current and the one before it (a reader may still hold it open)
+
+# role of a file in the store -> file name inside a version directory
+FILE_NAMES = {"cert": "cert.pem", "key": "key.pem", "chain": "chain.pem", "ca": "ca.pem"}
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unique(prefix):
+    return "%s%d-%s" % (prefix, os.getpid(), os.urandom(4).hex())
+
+
+def write_file_atomic(path, content, mode=0o600, uid=-1, gid=-1):
+    """Write content to path through a temp file in the same directory and rename(2).
+
+    The temp file is created with its final mode (O_EXCL), so a secret is never readable by others,
+    not even for a moment.
+    """
+    directory = os.path.dirname(path) or "."
+    tmp = os.path.join(directory, _unique(".tmp-" + os.path.basename(path) + "-"))
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            os.fchmod(fd, mode)
+            if uid != -1 or gid != -1:
+                os.fchown(fd, uid, gid)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+        _fsync_dir(directory)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        raise _not_writable(path, exc)
+
+
+def _remove_quietly(path):
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def _not_writable(path, exc):
+    return MinibusError("Could not write %s (%s): check that the directory exists and is writable by the user "
+                        "running this." % (path, os.strerror(exc.errno) if exc.errno else exc))
+
+
+class CertStore:
+    """The versioned directory behind cert_path, key_path, chain_path and ca_path."""
+
+    def __init__(self, cert_path, key_path, chain_path=None, ca_path=None):
+        self.paths = {"cert": cert_path, "key": key_path}
+        if chain_path:
+            self.paths["chain"] = chain_path
+        if ca_path:
+            self.paths["ca"] = ca_path
+        self.base = os.path.join(os.path.dirname(os.path.abspath(cert_path)), STORE_DIR,
+                                 os.path.basename(cert_path))
+        self.current = os.path.join(self.base, "current")
+
+    def read(self):
+        """The content (bytes) now visible at each public path, or None where there is none."""
+        content = {}
+        for role, path in self.paths.items():
+            try:
+                with open(path, "rb") as handle:
+                    content[role] = handle.read()
+            except (IOError, OSError) as exc:
+                if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+                    raise MinibusError("Could not read %s (%s): run as a user that can read it."
+                                       % (path, os.strerror(exc.errno)))
+                content[role] = None
+        return content
+
+    def check_writable(self):
+        """Fail before any Vault request if the files could not be written afterwards."""
+        for path in [self.base] + list(self.paths.values()):
+            directory = _existing_ancestor(os.path.dirname(os.path.abspath(path)))
+            if not os.access(directory, os.W_OK | os.X_OK):
+                raise MinibusError("Cannot write below %s (permission denied): run as a user that can, or choose "
+                                   "other paths; nothing was requested from Vault." % directory)
+        for path in self.paths.values():
+            if os.path.isdir(path) and not os.path.islink(path):
+                raise MinibusError("%s is a directory: give a file path; nothing was requested from Vault." % path)
+
+    def install(self, files, serial, key_mode=0o600, public_mode=0o644, uid=-1, gid=-1):
+        """Write one issuance (dict role -> PEM text) as a new version and make it current atomically."""
+        self._makedirs(self.base, uid, gid)
+        version = "%s%s-%s" % (_VERSION_PREFIX, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+                               serial.replace(":", ""))
+        staging = os.path.join(self.base, _unique(".staging-"))
+        final = os.path.join(self.base, version)
+        try:
+            os.mkdir(staging, 0o755)
+            if uid != -1 or gid != -1:
+                os.chown(staging, uid, gid)
+            for role, path in self.paths.items():
+                target = os.path.join(staging, FILE_NAMES[role])
+                mode = key_mode if role == "key" else public_mode
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+                try:
+                    os.fchmod(fd, mode)
+                    if uid != -1 or gid != -1:
+                        os.fchown(fd, uid, gid)
+                    os.write(fd, files[role].encode("ascii"))
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            _fsync_dir(staging)
+            if os.path.exists(final):
+                final = os.path.join(self.base, _unique(version + "-"))
+            os.rename(staging, final)
+            self._swap_symlink(self.current, os.path.basename(final))
+        except OSError as exc:
+            _remove_quietly(staging)
+            raise _not_writable(self.base, exc)
+        self._link_public_paths()
+        self._prune()
+        return final
+
+    @staticmethod
+    def _makedirs(path, uid, gid):
+        missing = []
+        while path and not os.path.isdir(path):
+            missing.append(path)
+            path = os.path.dirname(path)
+        for directory in reversed(missing):
+            try:
+                os.mkdir(directory, 0o755)
+                if uid != -1 or gid != -1:
+                    os.chown(directory, uid, gid)
+            except OSError as exc:
+                if exc.errno != errno.EEXIST:
+                    raise _not_writable(directory, exc)
+
+    @staticmethod
+    def _swap_symlink(link, target):
+        tmp = os.path.join(os.path.dirname(link), _unique(".link-"))
+        os.symlink(target, tmp)
+        try:
+            os.rename(tmp, link)
+        except OSError:
+            _remove_quietly(tmp)
+            raise
+        _fsync_dir(os.path.dirname(link))
+
+    def _link_target(self, role):
+        """Relative when the public path sits next to the store, absolute otherwise."""
+        path = os.path.abspath(self.paths[role])
+        inside = os.path.join(self.current, FILE_NAMES[role])
+        if os.path.dirname(path) == os.path.dirname(os.path.dirname(self.base)):
+            return os.path.relpath(inside, os.path.dirname(path))
+        return inside
+
+    def _link_public_paths(self):
+        # The key is linked first: while a pre-existing regular-file set is migrated, a reader may
+        # briefly see the new key with the old certificate, never a new certificate with an old key.
+        for role in sorted(self.paths, key=lambda r: 0 if r == "key" else 1):
+            path = os.path.abspath(self.paths[role])
+            target = self._link_target(role)
+            if os.path.islink(path) and os.readlink(path) == target:
+                continue
+            try:
+                self._makedirs(os.path.dirname(path), -1, -1)
+                self._swap_symlink(path, target)
+            except OSError as exc:
+                raise _not_writable(path, exc)
+
+    def _prune(self):
+        try:
+            current = os.readlink(self.current)
+            entries = os.listdir(self.base)
+        except OSError:
+            return
+        versions = sorted(e for e in entries if e.startswith(_VERSION_PREFIX) and e != current)
+        stale = versions[:max(0, len(versions) - (_KEEP_VERSIONS - 1))]
+        # Leftovers of a run killed mid-way: staging dirs and temp links.
+        stale += [e for e in entries if e.startswith(".staging-") or e.startswith(".link-")]
+        for entry in stale:
+            _remove_quietly(os.path.join(self.base, entry))
+
+    def links_in_place(self):
+        """True when every public path is already the store's symlink (no migration pending)."""
+        return all(os.path.islink(p) and os.readlink(p) == self._link_target(r) for r, p in self.paths.items())
+
+
+def _existing_ancestor(path):
+    while path and not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path or "."
+
+
+@contextlib.contextmanager
+def exclusive_lock(path, uid=-1, gid=-1, wait_seconds=60):
+    """Serialise issuances for one store (an Ansible run and the renewer timer may overlap)."""
+    CertStore._makedirs(os.path.dirname(path), uid, gid)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise _not_writable(path, exc)
+    try:
+        if uid != -1 or gid != -1:
+            try:
+                os.fchown(fd, uid, gid)
+            except OSError:
+                pass
+        deadline = time.time() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except (IOError, OSError):
+                if time.time() > deadline:
+                    raise MinibusError("Another issuance holds %s for more than %ds: wait for it to finish, "
+                                       "then run again." % (path, wait_seconds))
+                time.sleep(0.2)
+        yield
+    finally:
+        os.close(fd)

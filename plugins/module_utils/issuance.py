@@ -1,0 +1,286 @@
+# -*- coding: utf-8 -*-
+# Copyright: minibus.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""ensure_certificate(): the one flow behind the vault_pki_issue module and the on-host renewer.
+
+decide (no Vault request while the certificate is good) -> authenticate -> rotate the secret id and
+persist it before anything else -> sign (or issue) -> install atomically -> revoke the token.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import grp
+import os
+import pwd
+
+from . import certs, secret_store, vault
+from .errors import InvalidInput, MinibusError, SecretIdRejected, scrub
+from .files import STORE_DIR, CertStore, exclusive_lock
+from .options import validate_auth, validate_connection
+
+# Options of the certificate itself (the connection and authentication options come from options.py).
+CERTIFICATE_SPEC = dict(
+    engine_mount_point=dict(type="str", default="pki_int"),
+    role_name=dict(type="str", default="minibus-server"),
+    common_name=dict(type="str", required=True),
+    alt_names=dict(type="list", elements="str", default=[]),
+    ip_sans=dict(type="list", elements="str", default=[]),
+    ttl=dict(type="str", default="24h"),
+    method=dict(type="str", default="sign", choices=["sign", "issue"]),
+    key_type=dict(type="str", default="ec", choices=["ec", "rsa", "ed25519"]),
+    key_bits=dict(type="int"),
+    subject=dict(type="dict", default={}),
+    cert_path=dict(type="path", required=True),
+    key_path=dict(type="path", required=True),
+    chain_path=dict(type="path"),
+    ca_path=dict(type="path"),
+    secret_id_store=dict(type="path"),
+    secret_id_wrap_ttl=dict(type="str", default="60s"),
+    renew_before=dict(type="str"),
+    force=dict(type="bool", default=False),
+)
+
+# Vault back-dates not_before by 30 s and rounds; anything shorter than this was capped.
+_CAP_TOLERANCE_SECONDS = 120
+_DIFF_FIELDS = ("subject", "dns_names", "ip_addresses", "serial", "not_after", "key_type", "key_bits")
+
+
+def prepare(params):
+    """Validate and normalise the certificate options before any network call. Returns a new dict."""
+    p = dict(params)
+    if not p.get("common_name") or not str(p["common_name"]).strip():
+        raise InvalidInput("common_name is empty: give the host name the certificate is for.")
+    for name in ("engine_mount_point", "role_name"):
+        value = p.get(name) or ""
+        if not value or value.strip("/") != value or " " in value:
+            raise InvalidInput("%s %r is not a Vault path segment such as pki_int or minibus-server." % (name, value))
+    p["ttl_seconds"] = certs.parse_duration(p.get("ttl") or "24h", "ttl")
+    p["key_bits"] = certs.validate_key(p.get("key_type") or "ec", p.get("key_bits"))
+    p["subject"] = certs.validate_subject(p.get("subject"))
+    for ip in p.get("ip_sans") or []:
+        if not certs._is_ip(ip):
+            raise InvalidInput("ip_sans entry %r is not an IP address." % ip)
+    p["renew_before_seconds"] = (certs.parse_duration(p["renew_before"], "renew_before")
+                                 if p.get("renew_before") else None)
+    p["key_mode"] = _mode(p.get("mode"), 0o600)
+    p["uid"], p["gid"] = _ids(p.get("owner"), p.get("group"))
+    if p.get("secret_id_store") and not p.get("approle_name"):
+        raise InvalidInput("secret_id_store needs approle_name: the next secret id is minted for that AppRole role.")
+    return p
+
+
+def _mode(value, default):
+    if value in (None, ""):
+        return default
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value), 8)
+    except ValueError:
+        raise InvalidInput("mode %r is not an octal file mode such as 0600." % (value,))
+
+
+def _ids(owner, group):
+    uid = gid = -1
+    try:
+        if owner not in (None, ""):
+            uid = int(owner) if str(owner).isdigit() else pwd.getpwnam(owner).pw_uid
+        if group not in (None, ""):
+            gid = int(group) if str(group).isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise InvalidInput("The owner %r or group %r does not exist on this host: create it first." % (owner, group))
+    return uid, gid
+
+
+def _store_of(p):
+    return CertStore(p["cert_path"], p["key_path"], p.get("chain_path"), p.get("ca_path"))
+
+
+def plan(p, now=None):
+    """What would be done, without any Vault request: (decision, secret_problem, current content)."""
+    store = _store_of(p)
+    content = store.read()
+    decision = certs.needs_renewal(content["cert"], content["key"], p, now=now,
+                                   renew_before=p["renew_before_seconds"], force=p.get("force"))
+    if not decision.needed and any(content.get(r) is None for r in ("chain", "ca") if r in store.paths):
+        decision = certs.Decision(True, "the CA chain or issuing CA file is missing", decision.current)
+    if not decision.needed and not store.links_in_place():
+        decision = certs.Decision(True, "the files are not yet in the atomic certificate store", decision.current)
+    secret_problem = None
+    if p.get("secret_id_store"):
+        secret_problem = secret_store.problem(secret_store.load(p["secret_id_store"]), now)
+    return decision, secret_problem
+
+
+def ensure_certificate(params, check_mode=False, now=None):
+    """Run the whole flow. params: connection + authentication + certificate options (env already resolved).
+
+    Returns a result dict (never holding a secret); raises MinibusError with one sentence on failure.
+    """
+    validate_connection(params)
+    p = prepare(params)
+    auth_method = validate_auth(p, required=False)
+    decision, secret_problem = plan(p, now)
+    result = _result(decision, secret_problem)
+    if not result["changed"]:
+        return result
+    if check_mode:
+        result["diff"]["after"] = _planned_after(p, decision)
+        return result
+    if auth_method is None and not p.get("secret_id_store"):
+        validate_auth(p, required=True)  # raises the "no credentials" sentence
+    _store_of(p).check_writable()
+    client = vault.VaultClient(p["url"], p.get("ca_cert"), p.get("validate_certs", True), p.get("namespace"),
+                               p.get("timeout") or 30, p.get("retries", 3))
+    lock_path = os.path.join(os.path.dirname(os.path.abspath(p["cert_path"])), STORE_DIR, ".lock")
+    try:
+        with exclusive_lock(lock_path, p["uid"], p["gid"]):
+            # Another run may have renewed while we waited for the lock.
+            decision, secret_problem = plan(p, now)
+            result = _result(decision, secret_problem)
+            if result["changed"]:
+                _run(client, p, auth_method, decision, secret_problem, result)
+    except MinibusError as exc:
+        exc.message = scrub(exc.message, client._secrets)
+        exc.args = (exc.message,)
+        raise
+    finally:
+        result["vault_requests"] = client.request_count
+        client.close()
+    return result
+
+
+def _result(decision, secret_problem):
+    reasons = []
+    if decision.needed:
+        reasons.append(decision.reason)
+    if secret_problem:
+        reasons.append("renewal needs a new secret id: %s" % secret_problem)
+    before = _diff_view(decision.current)
+    result = {
+        "changed": bool(reasons), "issued": False, "secret_id_rotated": False,
+        "reason": "; ".join(reasons) if reasons else decision.reason, "warnings": [], "vault_requests": 0,
+        "diff": {"before": before, "after": before},
+    }
+    result.update(_public(decision.current))
+    return result
+
+
+def _public(info):
+    if not info:
+        return {"serial": None, "not_before": None, "not_after": None, "seconds_remaining": 0, "subject": None}
+    return dict((k, info[k]) for k in ("serial", "not_before", "not_after", "seconds_remaining", "subject"))
+
+
+def _diff_view(info):
+    return dict((k, info[k]) for k in _DIFF_FIELDS) if info else {}
+
+
+def _planned_after(p, decision):
+    if not decision.needed:
+        return _diff_view(decision.current)
+    return {"subject": "CN=%s (new certificate)" % p["common_name"], "dns_names": certs._dns_names(
+        p["common_name"], p.get("alt_names")), "ip_addresses": list(p.get("ip_sans") or []),
+        "serial": "(assigned by Vault)", "not_after": "(about %ds after issuance)" % p["ttl_seconds"],
+        "key_type": p["key_type"], "key_bits": p["key_bits"]}
+
+
+def _credentials(p, auth_method):
+    """Explicit credentials win; otherwise the stored secret id (the renewer's case)."""
+    if auth_method is not None:
+        return p, None
+    record = secret_store.load(p["secret_id_store"])
+    problem = secret_store.problem(record)
+    if problem:
+        raise MinibusError("No usable Vault credentials: %s; the next Ansible run delivers a new wrapped secret "
+                           "id (or set secret_id / MINIBUS_CSR_SECRET_ID)." % problem)
+    if not p.get("role_id"):
+        raise InvalidInput("role_id is needed to log in with the stored secret id.")
+    # Marked before the login: if this run dies after Vault consumed the id, the next run knows.
+    record = secret_store.mark(p["secret_id_store"], record, secret_store.IN_USE, p["uid"], p["gid"])
+    return dict(p, secret_id=record["secret_id"]), record
+
+
+def _run(client, p, auth_method, decision, secret_problem, result):
+    credentials, stored = _credentials(p, auth_method)
+    try:
+        session = vault.authenticate(client, credentials)
+    except SecretIdRejected:
+        if stored is not None:
+            secret_store.mark(p["secret_id_store"], stored, secret_store.CONSUMED, p["uid"], p["gid"])
+        raise
+    try:
+        if p.get("secret_id_store"):
+            _rotate_secret_id(client, session, p)
+            result["secret_id_rotated"] = True
+        if decision.needed:
+            _issue_and_install(client, session, p, result)
+    finally:
+        if session.owned:
+            try:
+                vault.revoke_self(client, session.token)
+            except MinibusError as exc:
+                result["warnings"].append("Could not revoke the token this run obtained (%s); it expires on its "
+                                          "own within the AppRole token_ttl." % exc.message)
+
+
+def _rotate_secret_id(client, session, p):
+    """Mint the next secret id (wrapped), check where it came from, persist it before anything else."""
+    mount = p.get("auth_mount_point") or "approle"
+    wrap = vault.mint_wrapped_secret_id(client, session.token, p["approle_name"], mount,
+                                        p.get("secret_id_wrap_ttl") or "60s")
+    # Minted a moment ago over this connection: its creation path is in the minting answer, so no
+    # lookup request is needed to check it (5 requests per renewal instead of 6).
+    data = vault.unwrap_secret_id(client, wrap["token"], mount, p["approle_name"],
+                                  known_creation_path=wrap.get("creation_path") or "")
+    secret_store.save(p["secret_id_store"], data["secret_id"], data.get("secret_id_accessor"),
+                      data.get("secret_id_ttl"), p["uid"], p["gid"])
+
+
+def _issue_and_install(client, session, p, result):
+    names = dict(alt_names=p.get("alt_names"), ip_sans=p.get("ip_sans"), ttl=p.get("ttl"))
+    if p["method"] == "sign":
+        key = certs.generate_private_key(p["key_type"], p["key_bits"])
+        csr = certs.build_csr(key, p["common_name"], p.get("alt_names"), p.get("ip_sans"), p["subject"])
+        answer = vault.sign_csr(client, session.token, p["engine_mount_point"], p["role_name"], csr,
+                                p["common_name"], **names)
+        key_pem = certs.private_key_pem(key)
+    else:
+        answer = vault.issue(client, session.token, p["engine_mount_point"], p["role_name"], p["common_name"],
+                             p["key_type"], p["key_bits"], **names)
+        key_pem = answer.get("private_key") or ""
+        key = certs.load_private_key(key_pem)
+    cert = certs.load_certificate(answer["certificate"])
+    if not certs.key_matches(cert, key):
+        raise MinibusError("Vault returned a certificate that does not match the private key; nothing was written.")
+    info = certs.describe(cert)
+    if info["lifetime_seconds"] + _CAP_TOLERANCE_SECONDS < p["ttl_seconds"]:
+        raise MinibusError("Vault capped the requested ttl of %s to about %ds (the PKI role's max_ttl); ask for at "
+                           "most that, or raise max_ttl on the role; nothing was written." % (p["ttl"],
+                                                                                           info["lifetime_seconds"]))
+    chain = answer.get("ca_chain") or [answer.get("issuing_ca") or ""]
+    files = {"cert": _pem(answer["certificate"]), "key": _pem(key_pem), "chain": "".join(_pem(c) for c in chain),
+             "ca": _pem(answer.get("issuing_ca") or "")}
+    store = _store_of(p)
+    store.install(files, info["serial"], key_mode=p["key_mode"], uid=p["uid"], gid=p["gid"])
+    missing = certs.missing_subject_fields(cert, p["subject"])
+    if missing:
+        result["warnings"].append(
+            "The certificate lacks the subject fields %s that the CSR asked for: Vault's sign keeps only CN and SANs "
+            "from a CSR; set province/locality/... on the PKI role %s." % (", ".join(missing), p["role_name"]))
+    result["warnings"].extend("Vault: %s" % w for w in answer.get("warnings") or [])
+    result.update(_public(info))
+    result["issued"] = True
+    result["diff"]["after"] = _diff_view(info)
+
+
+def _pem(text):
+    text = (text or "").strip()
+    return text + "\n" if text else ""
+
+
+def utc_now():
+    return datetime.datetime.now(datetime.timezone.utc)

@@ -1,0 +1,125 @@
+# -*- coding: utf-8 -*-
+# Copyright: minibus.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The options every minibus.pki plugin shares, and their one table of environment fallbacks.
+
+Plain data in Ansible's argument_spec format so that modules can use it directly, while the lookup
+and the on-host renewer read the same names. No Ansible import here.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from .errors import InvalidInput
+
+CONNECTION_SPEC = dict(
+    url=dict(type="str"),
+    ca_cert=dict(type="path", aliases=["cacert"]),
+    validate_certs=dict(type="bool", default=True),
+    namespace=dict(type="str"),
+    timeout=dict(type="int", default=30),
+    retries=dict(type="int", default=3),
+)
+
+AUTH_SPEC = dict(
+    token=dict(type="str", no_log=True),
+    role_id=dict(type="str"),
+    secret_id=dict(type="str", no_log=True),
+    secret_id_wrapping_token=dict(type="str", no_log=True),
+    approle_name=dict(type="str"),
+    auth_mount_point=dict(type="str", default="approle"),
+)
+
+# The one table of environment fallbacks: the first variable that is set wins. VAULT_* first so an
+# existing Vault setup keeps working; BAO_* for OpenBao users.
+ENV_FALLBACKS = (
+    ("url", ("VAULT_ADDR", "BAO_ADDR")),
+    ("ca_cert", ("VAULT_CACERT", "BAO_CACERT")),
+    ("namespace", ("VAULT_NAMESPACE", "BAO_NAMESPACE")),
+    ("token", ("VAULT_TOKEN", "BAO_TOKEN")),
+    ("secret_id", ("MINIBUS_CSR_SECRET_ID",)),
+)
+
+_CREDENTIALS = ("token", "secret_id", "secret_id_wrapping_token")
+
+
+def resolve_env(params, environ):
+    """Fill unset options from the environment, in place, and return params.
+
+    Credentials are special: an explicitly given credential is never mixed with one from the
+    environment (VAULT_TOKEN in the shell must not turn an AppRole login into a token login).
+    MINIBUS_CSR_SECRET_ID only applies with a role_id; VAULT_TOKEN only when no AppRole
+    credential is given.
+    """
+    explicit_credential = any(params.get(name) for name in _CREDENTIALS)
+    for option, variables in ENV_FALLBACKS:
+        if params.get(option) not in (None, ""):
+            continue
+        if option in _CREDENTIALS and explicit_credential:
+            continue
+        if option == "secret_id" and not params.get("role_id"):
+            continue
+        if option == "token" and params.get("role_id") and _first(environ, ("MINIBUS_CSR_SECRET_ID",)):
+            continue
+        value = _first(environ, variables)
+        if value:
+            params[option] = value
+    return params
+
+
+def _first(environ, variables):
+    for variable in variables:
+        value = environ.get(variable)
+        if value:
+            return value
+    return None
+
+
+def validate_connection(params):
+    """Check connection options before any network call."""
+    url = params.get("url")
+    if not url:
+        raise InvalidInput("No Vault address: set url, or VAULT_ADDR (or BAO_ADDR) in the environment.")
+    if not (url.startswith("https://") or url.startswith("http://")) or len(url.split("://", 1)[1].strip("/")) == 0:
+        raise InvalidInput(
+            "The Vault address %r is not an http(s) URL: give it as https://host:8200." % url
+        )
+    if params.get("timeout") is not None and params["timeout"] <= 0:
+        raise InvalidInput("timeout must be a positive number of seconds.")
+    if params.get("retries") is not None and params["retries"] < 0:
+        raise InvalidInput("retries must be 0 or more.")
+
+
+def validate_auth(params, required=True):
+    """Check that the credentials form exactly one usable method, before any network call.
+
+    Returns "token", "approle" or None (no credentials, allowed when required is False).
+    """
+    given = [name for name in _CREDENTIALS if params.get(name)]
+    if params.get("token") and len(given) > 1:
+        raise InvalidInput(
+            "Both a token and AppRole credentials were given: use either token or role_id with "
+            "secret_id/secret_id_wrapping_token, not both."
+        )
+    if params.get("secret_id") and params.get("secret_id_wrapping_token"):
+        raise InvalidInput(
+            "Both secret_id and secret_id_wrapping_token were given: pass only one of them."
+        )
+    if params.get("token"):
+        return "token"
+    if params.get("secret_id") or params.get("secret_id_wrapping_token"):
+        if not params.get("role_id"):
+            raise InvalidInput(
+                "AppRole login needs role_id (for example minibus/csr) next to the secret id."
+            )
+        mount = params.get("auth_mount_point") or ""
+        if not mount or mount.strip("/") != mount or " " in mount:
+            raise InvalidInput("auth_mount_point %r is not a mount path such as approle." % mount)
+        return "approle"
+    if required:
+        raise InvalidInput(
+            "No Vault credentials: set token (or VAULT_TOKEN), or role_id with secret_id "
+            "(or MINIBUS_CSR_SECRET_ID) or secret_id_wrapping_token."
+        )
+    return None

@@ -1,0 +1,79 @@
+# -*- coding: utf-8 -*-
+# Copyright: minibus.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The renewal account's secret id file: JSON, mode 0600, replaced atomically.
+
+States: ``ready`` (usable), ``in-use`` (a login with it was started; if that run died, the id may be
+spent), ``consumed`` (Vault refused it). Missing, consumed or expired means the host must be
+re-bootstrapped with a new wrapped secret id by the next Ansible run.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import json
+import os
+
+from .errors import MinibusError
+from .files import write_file_atomic
+
+READY, IN_USE, CONSUMED = "ready", "in-use", "consumed"
+
+
+def load(path):
+    """The stored record, or None when there is no file."""
+    try:
+        with open(path, "r") as handle:
+            record = json.load(handle)
+    except (IOError, OSError) as exc:
+        if getattr(exc, "errno", None) == 2:
+            return None
+        raise MinibusError("Could not read the secret id store %s (%s): run as the renewal account."
+                           % (path, exc.strerror))
+    except ValueError:
+        return {"state": CONSUMED, "problem": "the file is not valid JSON"}
+    if not isinstance(record, dict) or not record.get("secret_id"):
+        return {"state": CONSUMED, "problem": "the file holds no secret id"}
+    return record
+
+
+def save(path, secret_id, accessor=None, ttl_seconds=None, uid=-1, gid=-1, now=None):
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    record = {"secret_id": secret_id, "accessor": accessor, "state": READY,
+              "stored_at": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    if ttl_seconds:
+        record["expires_at"] = (now + datetime.timedelta(seconds=int(ttl_seconds))).strftime("%Y-%m-%dT%H:%M:%SZ")
+    write_file_atomic(path, json.dumps(record, sort_keys=True), mode=0o600, uid=uid, gid=gid)
+    return record
+
+
+def mark(path, record, state, uid=-1, gid=-1):
+    record = dict(record, state=state)
+    write_file_atomic(path, json.dumps(record, sort_keys=True), mode=0o600, uid=uid, gid=gid)
+    return record
+
+
+def problem(record, now=None):
+    """Why the stored secret id cannot be used (a sentence fragment), or None when it can."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    if record is None:
+        return "there is no stored secret id"
+    if record.get("problem"):
+        return record["problem"]
+    if record.get("state") == CONSUMED:
+        return "the stored secret id was spent or refused"
+    expires_at = record.get("expires_at")
+    if expires_at:
+        expiry = datetime.datetime.strptime(expires_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+        if expiry <= now:
+            return "the stored secret id expired at %s" % expires_at
+    return None
+
+
+def summary(record):
+    """What may be shown about a record: never the secret id."""
+    if not record:
+        return None
+    return dict((k, v) for k, v in record.items() if k != "secret_id")

@@ -1,0 +1,385 @@
+# -*- coding: utf-8 -*-
+# Copyright: minibus.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one Vault (and OpenBao) client of minibus.pki: HTTP, retries, error mapping and every call.
+
+HTTP goes through hvac's RawAdapter (requests underneath), whose constructor and request() are the
+same in Debian 12's hvac 0.11.2 and hvac 2.x; the Vault API paths are spelled out here rather than
+taken from hvac's helpers, which differ between those versions.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import re
+import time
+import traceback
+
+from .errors import (
+    MinibusError,
+    SecretIdRejected,
+    VaultUnreachable,
+    WrappingTokenRejected,
+    one_line,
+    scrub,
+)
+
+try:
+    import hvac.adapters
+    import requests
+    HVAC_IMPORT_ERROR = None
+except ImportError:  # the modules turn this into Ansible's "missing required library" error
+    HVAC_IMPORT_ERROR = traceback.format_exc()
+
+
+class Session:
+    """A token and whether this process obtained it (and so must revoke it)."""
+
+    def __init__(self, token, owned, accessor=None, policies=None, lease_duration=None):
+        self.token = token
+        self.owned = owned
+        self.accessor = accessor
+        self.policies = policies or []
+        self.lease_duration = lease_duration
+
+
+class VaultClient:
+    """HTTP to one Vault server, with retries, clear errors and no secret in any message."""
+
+    def __init__(self, url, ca_cert=None, validate_certs=True, namespace=None, timeout=30, retries=3,
+                 backoff=0.5):
+        self.url = url.rstrip("/")
+        self.retries = retries
+        self.backoff = backoff
+        self._secrets = set()
+        verify = (ca_cert or True) if validate_certs else False
+        self._adapter = hvac.adapters.RawAdapter(
+            base_uri=self.url, token=None, verify=verify, timeout=timeout, namespace=namespace or None,
+        )
+        self.request_count = 0
+
+    def remember_secret(self, *secrets):
+        """Secrets that must never appear in an error message raised by this client."""
+        self._secrets.update(s for s in secrets if s)
+
+    def close(self):
+        self._adapter.close()
+
+    def request(self, method, path, token=None, data=None, wrap_ttl=None, consumes_secret=False, what=None):
+        """Send one request; return the decoded JSON body (None for 204).
+
+        consumes_secret marks a request that uses up something single-use (an AppRole login with a
+        secret id, an unwrap). Such a request is retried only when Vault cannot have acted on it:
+        the connection was never made, Vault answered 429, or Vault is sealed. Anything else (a
+        time-out while waiting for the answer, a dropped connection, a 500) may mean the secret id
+        is already spent, and a blind retry would only hide that.
+        """
+        headers = {}
+        if token:
+            headers["X-Vault-Token"] = token
+            self.remember_secret(token)
+        if wrap_ttl:
+            headers["X-Vault-Wrap-TTL"] = str(wrap_ttl)
+        what = what or "%s %s" % (method, path)
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_safe, error = True, None
+            try:
+                self.request_count += 1
+                response = self._adapter.request(
+                    method, "/v1/" + path, headers=headers, json=data, raise_exception=False,
+                )
+            except requests.exceptions.SSLError as exc:
+                raise VaultUnreachable(self._scrub(
+                    "TLS verification of Vault at %s failed (%s): set ca_cert (or VAULT_CACERT) to the CA "
+                    "bundle that signed Vault's certificate." % (self.url, _short_reason(exc))))
+            except requests.exceptions.ConnectTimeout:
+                error = VaultUnreachable(
+                    "Could not connect to Vault at %s (connection timed out): check url (or VAULT_ADDR) "
+                    "and that Vault is running and reachable." % self.url)
+            except requests.exceptions.ConnectionError as exc:
+                never_sent = _connection_never_made(exc)
+                retry_safe = never_sent
+                if never_sent:
+                    error = VaultUnreachable(
+                        "Could not connect to Vault at %s (%s): check url (or VAULT_ADDR) and that Vault is "
+                        "running and reachable." % (self.url, _short_reason(exc)))
+                else:
+                    error = VaultUnreachable(
+                        "The connection to Vault at %s broke during %s (%s)." % (self.url, what, _short_reason(exc)))
+            except requests.exceptions.Timeout:
+                retry_safe = False
+                error = VaultUnreachable(
+                    "Vault at %s did not answer %s in time: raise timeout or check Vault's load." % (self.url, what))
+            except ValueError as exc:  # requests rejects malformed URLs with ValueError subclasses
+                raise MinibusError("The Vault address %s is not usable (%s): give it as https://host:8200."
+                                   % (self.url, _short_reason(exc)))
+            else:
+                if response.status_code < 400:
+                    if response.status_code == 204 or not response.content:
+                        return None
+                    try:
+                        return response.json()
+                    except ValueError:
+                        raise MinibusError(
+                            "Vault at %s answered %s with something that is not JSON: check that url points "
+                            "at Vault's API (not a proxy or web page)." % (self.url, what))
+                errors = _errors_of(response)
+                if response.status_code == 429 or response.status_code == 503:
+                    retry_safe = True
+                elif response.status_code >= 500:
+                    retry_safe = response.status_code not in (500, 501)
+                else:
+                    raise self._error_for(response.status_code, errors, path, what)
+                error = self._error_for(response.status_code, errors, path, what)
+            if consumes_secret and not retry_safe:
+                if isinstance(error, MinibusError):
+                    error = type(error)(error.message.rstrip(".") + "; it was not retried because the "
+                                        "single-use secret may already be spent.", error.status, error.vault_errors)
+                raise error
+            if attempt > self.retries:
+                raise error
+            time.sleep(min(self.backoff * (2 ** (attempt - 1)), 5.0))
+
+    def _scrub(self, text):
+        return scrub(text, self._secrets)
+
+    def _error_for(self, status, errors, path, what):
+        """Turn one Vault error answer into one sentence that says what to do."""
+        detail = self._scrub(one_line("; ".join(errors))) if errors else "HTTP %d" % status
+        lowered = detail.lower()
+        if status == 503 and "sealed" in lowered:
+            return VaultUnreachable("Vault at %s is sealed: unseal it, then run again." % self.url, status, errors)
+        if "invalid role or secret id" in lowered or "invalid secret id" in lowered:
+            return SecretIdRejected(
+                "AppRole login was refused: the role id is wrong, or the secret id was already used, has expired "
+                "or was destroyed; get a new response-wrapped secret id (the next Ansible run does that).",
+                status, errors)
+        if "wrapping token is not valid" in lowered:
+            return WrappingTokenRejected(
+                "The wrapping token is not valid: it was already unwrapped, has expired or never existed; mint a "
+                "new wrapped secret id, and if nobody here unwrapped it, treat it as intercepted.", status, errors)
+        if status == 403:
+            return MinibusError(
+                "Vault denied permission on %s (%s): the token is expired or revoked, or its policies do not "
+                "allow this path; check the token and its policies." % (path, detail), status, errors)
+        if status == 404 or "no handler for route" in lowered:
+            return MinibusError(
+                "Vault has nothing at %s (%s): check the mount point and role name options." % (path, detail),
+                status, errors)
+        if status >= 500:
+            return VaultUnreachable(
+                "Vault at %s failed on %s (%s): check Vault's health and logs, then run again."
+                % (self.url, what, detail), status, errors)
+        return MinibusError("Vault refused %s (%s)." % (what, detail), status, errors)
+
+
+def _errors_of(response):
+    try:
+        errors = response.json().get("errors")
+    except (ValueError, AttributeError):
+        errors = None
+    return [str(e) for e in errors] if errors else []
+
+
+def _connection_never_made(exc):
+    """True when requests failed before any byte reached Vault (refused, DNS, unreachable)."""
+    reason = repr(exc)
+    return any(marker in reason for marker in (
+        "NewConnectionError", "Connection refused", "Name or service not known", "nodename nor servname",
+        "No route to host", "Network is unreachable", "Failed to resolve", "getaddrinfo failed",
+        "Temporary failure in name resolution",
+    ))
+
+
+def _short_reason(exc):
+    text = str(exc)
+    for pattern, label in (
+        (r"Connection refused", "connection refused"),
+        (r"Name or service not known|Failed to resolve|Temporary failure in name resolution|nodename nor servname",
+         "host name not found"),
+        (r"CERTIFICATE_VERIFY_FAILED[^'\")]*", None),
+        (r"No route to host", "no route to host"),
+        (r"Network is unreachable", "network unreachable"),
+        (r"Invalid URL|No connection adapters|No host supplied|Invalid port|Failed to parse", "malformed URL"),
+    ):
+        match = re.search(pattern, text)
+        if match:
+            return label or one_line(match.group(0)).lower()
+    return type(exc).__name__
+
+
+# --- AppRole and wrapping -------------------------------------------------------------------
+
+def secret_id_path(auth_mount_point, approle_name):
+    return "auth/%s/role/%s/secret-id" % (auth_mount_point, approle_name)
+
+
+def approle_login(client, role_id, secret_id, auth_mount_point="approle"):
+    """User story 1: trade role id + single-use secret id for a token."""
+    client.remember_secret(secret_id)
+    body = client.request("POST", "auth/%s/login" % auth_mount_point,
+                          data={"role_id": role_id, "secret_id": secret_id},
+                          consumes_secret=True, what="the AppRole login")
+    auth = (body or {}).get("auth") or {}
+    if not auth.get("client_token"):
+        raise MinibusError("Vault answered the AppRole login without a token: check auth_mount_point.")
+    client.remember_secret(auth["client_token"])
+    return Session(auth["client_token"], owned=True, accessor=auth.get("accessor"),
+                   policies=auth.get("policies"), lease_duration=auth.get("lease_duration"))
+
+
+def check_creation_path(actual, expected=None, pattern=None):
+    """Refuse a wrapping token created anywhere but where we expect it."""
+    if expected is not None and actual == expected:
+        return
+    if expected is None and pattern is not None and re.match(pattern, actual or ""):
+        return
+    raise WrappingTokenRejected(
+        "The wrapping token was created at %r, not at %r: refusing to unwrap it; this may mean it was "
+        "intercepted and re-wrapped, so mint a new one and investigate." % (actual, expected or pattern))
+
+
+def lookup_creation_path(client, wrapping_token):
+    """Where Vault says the wrapped response was created (sys/wrapping/lookup; does not spend the token)."""
+    client.remember_secret(wrapping_token)
+    if not isinstance(wrapping_token, str) or not wrapping_token.strip() or any(c.isspace() for c in wrapping_token):
+        raise WrappingTokenRejected("The wrapping token is empty or malformed: pass the token string "
+                                    "the lookup or Vault returned.")
+    info = client.request("POST", "sys/wrapping/lookup", data={"token": wrapping_token},
+                          what="the wrapping token lookup")
+    return ((info or {}).get("data") or {}).get("creation_path")
+
+
+def unwrap(client, wrapping_token, expected_creation_path=None, creation_path_pattern=None,
+           known_creation_path=None):
+    """Check where a wrapping token was created, then unwrap it. Returns (data, creation_path).
+
+    The creation path is looked up in Vault (sys/wrapping/lookup), unless known_creation_path is
+    given: that is only for a token this process minted a moment ago, whose wrap_info came straight
+    from Vault in the minting answer and never passed through other hands.
+    """
+    creation_path = known_creation_path
+    if creation_path is None:
+        creation_path = lookup_creation_path(client, wrapping_token)
+    check_creation_path(creation_path, expected_creation_path, creation_path_pattern)
+    body = client.request("POST", "sys/wrapping/unwrap", token=wrapping_token,
+                          consumes_secret=True, what="the unwrap")
+    return (body or {}).get("data") or {}, creation_path
+
+
+def unwrap_secret_id(client, wrapping_token, auth_mount_point="approle", approle_name=None,
+                     known_creation_path=None):
+    """Unwrap a response-wrapped AppRole secret id after checking it was minted for our role."""
+    if approle_name:
+        expected, pattern = secret_id_path(auth_mount_point, approle_name), None
+    else:
+        expected, pattern = None, r"^auth/%s/role/[^/]+/secret-id$" % re.escape(auth_mount_point)
+    data, _path = unwrap(client, wrapping_token, expected, pattern, known_creation_path)
+    if not data.get("secret_id"):
+        raise WrappingTokenRejected("The unwrapped response holds no secret id: mint the wrapped secret id at "
+                                    "auth/<mount>/role/<name>/secret-id.")
+    client.remember_secret(data["secret_id"])
+    return data
+
+
+def mint_wrapped_secret_id(client, token, approle_name, auth_mount_point="approle", wrap_ttl="120s",
+                           metadata=None, cidr_list=None):
+    """Create a secret id that only travels response-wrapped. Returns wrap_info (token, creation_path, ttl)."""
+    data = {}
+    if metadata:
+        data["metadata"] = json.dumps(metadata, sort_keys=True)
+    if cidr_list:
+        data["cidr_list"] = list(cidr_list)
+    body = client.request("POST", secret_id_path(auth_mount_point, approle_name), token=token, data=data,
+                          wrap_ttl=wrap_ttl, what="minting a wrapped secret id for %s" % approle_name)
+    wrap_info = (body or {}).get("wrap_info") or {}
+    if not wrap_info.get("token"):
+        raise MinibusError("Vault did not wrap the secret id response: check that no proxy strips the "
+                           "X-Vault-Wrap-TTL header.")
+    client.remember_secret(wrap_info["token"])
+    return wrap_info
+
+
+def revoke_self(client, token):
+    client.request("POST", "auth/token/revoke-self", token=token, what="revoking the token")
+
+
+def authenticate(client, params):
+    """Turn the shared authentication options into a Session (validated already by options.validate_auth)."""
+    if params.get("token"):
+        client.remember_secret(params["token"])
+        return Session(params["token"], owned=False)
+    mount = params.get("auth_mount_point") or "approle"
+    secret_id = params.get("secret_id")
+    if params.get("secret_id_wrapping_token"):
+        secret_id = unwrap_secret_id(client, params["secret_id_wrapping_token"], mount,
+                                     params.get("approle_name"))["secret_id"]
+    return approle_login(client, params["role_id"], secret_id, mount)
+
+
+# --- PKI --------------------------------------------------------------------------------------
+
+# The request names CN and SANs (as the user stories' curl does) while a role with the default
+# use_csr_common_name/use_csr_sans takes them from the CSR: the same names, so this is only noise.
+_NOISE_WARNING = re.compile(r"field was provided but the role is set with .use_csr_")
+
+
+def _pki_request(client, token, engine_mount_point, role_name, verb, data):
+    path = "%s/%s/%s" % (engine_mount_point, verb, role_name)
+    try:
+        body = client.request("POST", path, token=token, data=data,
+                              what="the certificate request to %s" % path)
+    except MinibusError as exc:
+        raise _explain_pki_refusal(exc, path, data)
+    result = dict((body or {}).get("data") or {})
+    result["warnings"] = [client._scrub(w) for w in (body or {}).get("warnings") or []
+                          if not _NOISE_WARNING.search(w)]
+    if not result.get("certificate"):
+        raise MinibusError("Vault's answer from %s holds no certificate." % path)
+    return result
+
+
+def _explain_pki_refusal(exc, path, data):
+    detail = one_line("; ".join(exc.vault_errors)) if exc.vault_errors else ""
+    lowered = detail.lower()
+    if exc.status == 400 and "not allowed by this role" in lowered:
+        return MinibusError("The PKI role at %s does not allow the name %r (%s): use a name matching the "
+                            "role's allowed_domains." % (path, data.get("common_name"), detail), exc.status)
+    if exc.status == 400 and ("key" in lowered and ("type" in lowered or "bits" in lowered)):
+        return MinibusError("The PKI role at %s refused the key (%s): set key_type/key_bits to what the "
+                            "role allows." % (path, detail), exc.status)
+    return exc
+
+
+def sign_csr(client, token, engine_mount_point, role_name, csr_pem, common_name, alt_names=None, ip_sans=None,
+             ttl=None):
+    """User story 3: POST the CSR to <mount>/sign/<role>; the private key never leaves the host."""
+    data = {"csr": csr_pem, "common_name": common_name, "format": "pem"}
+    data.update(_san_fields(alt_names, ip_sans, ttl))
+    return _pki_request(client, token, engine_mount_point, role_name, "sign", data)
+
+
+def issue(client, token, engine_mount_point, role_name, common_name, key_type, key_bits, alt_names=None,
+          ip_sans=None, ttl=None):
+    """User story 2: Vault makes the key. Type and size are always named (a role with key_type any needs them)."""
+    data = {"common_name": common_name, "format": "pem", "private_key_format": "pkcs8",
+            "key_type": key_type, "key_bits": key_bits}
+    data.update(_san_fields(alt_names, ip_sans, ttl))
+    result = _pki_request(client, token, engine_mount_point, role_name, "issue", data)
+    client.remember_secret(result.get("private_key"))
+    return result
+
+
+def _san_fields(alt_names, ip_sans, ttl):
+    fields = {}
+    if alt_names:
+        fields["alt_names"] = ",".join(alt_names)
+    if ip_sans:
+        fields["ip_sans"] = ",".join(ip_sans)
+    if ttl:
+        fields["ttl"] = str(ttl)
+    return fields
