@@ -114,6 +114,9 @@ class CertStore:
         """Fail before any Vault request if the files could not be written afterwards."""
         for path in [self.base] + list(self.paths.values()):
             directory = _existing_ancestor(os.path.dirname(os.path.abspath(path)))
+            if not os.path.isdir(directory):
+                raise MinibusError("Cannot create files below %s: it is not a directory; choose other paths; "
+                                   "nothing was requested from Vault." % directory)
             if not os.access(directory, os.W_OK | os.X_OK):
                 raise MinibusError("Cannot write below %s (permission denied): run as a user that can, or choose "
                                    "other paths; nothing was requested from Vault." % directory)
