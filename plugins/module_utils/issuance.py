@@ -48,8 +48,12 @@ _CAP_TOLERANCE_SECONDS = 120
 _DIFF_FIELDS = ("subject", "dns_names", "ip_addresses", "serial", "not_after", "key_type", "key_bits")
 
 
-def prepare(params):
-    """Validate and normalise the certificate options before any network call. Returns a new dict."""
+def prepare(params, check_mode=False):
+    """Validate and normalise the certificate options before any network call. Returns a new dict.
+
+    In check mode an owner or group that does not exist yet is tolerated: the same run would create
+    it (the role creates the renewal account before the certificate), and nothing is written anyway.
+    """
     p = dict(params)
     if not p.get("common_name") or not str(p["common_name"]).strip():
         raise InvalidInput("common_name is empty: give the host name the certificate is for.")
@@ -66,7 +70,12 @@ def prepare(params):
     p["renew_before_seconds"] = (certs.parse_duration(p["renew_before"], "renew_before")
                                  if p.get("renew_before") else None)
     p["key_mode"] = _mode(p.get("mode"), 0o600)
-    p["uid"], p["gid"] = _ids(p.get("owner"), p.get("group"))
+    try:
+        p["uid"], p["gid"] = _ids(p.get("owner"), p.get("group"))
+    except InvalidInput:
+        if not check_mode:
+            raise
+        p["uid"], p["gid"] = -1, -1
     if p.get("secret_id_store") and not p.get("approle_name"):
         raise InvalidInput("secret_id_store needs approle_name: the next secret id is minted for that AppRole role.")
     return p
@@ -121,7 +130,7 @@ def ensure_certificate(params, check_mode=False, now=None):
     Returns a result dict (never holding a secret); raises MinibusError with one sentence on failure.
     """
     validate_connection(params)
-    p = prepare(params)
+    p = prepare(params, check_mode)
     auth_method = validate_auth(p, required=False)
     decision, secret_problem = plan(p, now)
     result = _result(decision, secret_problem)
