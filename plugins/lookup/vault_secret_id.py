@@ -19,7 +19,7 @@ description:
   - The wrapping token is single-use and lives O(wrap_ttl); it is a secret, so tasks using it should be
     C(no_log).
 author:
-  - minibus.pki contributors
+  - minibus.pki maintainers (@minibus-pki)
 extends_documentation_fragment:
   - minibus.pki.connection
   - minibus.pki.auth

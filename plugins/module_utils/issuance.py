@@ -38,7 +38,7 @@ CERTIFICATE_SPEC = dict(
     chain_path=dict(type="path"),
     ca_path=dict(type="path"),
     secret_id_store=dict(type="path"),
-    secret_id_wrap_ttl=dict(type="str", default="60s"),
+    secret_id_wrap_ttl=dict(type="str", default="60s", no_log=False),
     renew_before=dict(type="str"),
     force=dict(type="bool", default=False),
 )
@@ -267,9 +267,9 @@ def _issue_and_install(client, session, p, result):
         raise MinibusError("Vault returned a certificate that does not match the private key; nothing was written.")
     info = certs.describe(cert)
     if info["lifetime_seconds"] + _CAP_TOLERANCE_SECONDS < p["ttl_seconds"]:
+        capped_hours = info["lifetime_seconds"] / 3600.0
         raise MinibusError("Vault capped the requested ttl of %s to about %.1fh (the PKI role's max_ttl); ask for "
-                           "at most that, or raise max_ttl on the role; nothing was written."
-                           % (p["ttl"], info["lifetime_seconds"] / 3600.0))
+                           "at most that, or raise max_ttl on the role; nothing was written." % (p["ttl"], capped_hours))
     chain = answer.get("ca_chain") or [answer.get("issuing_ca") or ""]
     files = {"cert": _pem(answer["certificate"]), "key": _pem(key_pem), "chain": "".join(_pem(c) for c in chain),
              "ca": _pem(answer.get("issuing_ca") or "")}

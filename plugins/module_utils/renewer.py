@@ -51,6 +51,12 @@ def load_config(path):
     return params
 
 
+def _say(stream, line):
+    # One line per event: the journal shows it as one entry.
+    stream.write(line + "\n")
+    stream.flush()
+
+
 def main(argv=None, environ=None):
     parser = argparse.ArgumentParser(prog="minibus-certs-renew",
                                      description="Renew this host's minibus.pki certificate when it is due.")
@@ -68,22 +74,22 @@ def main(argv=None, environ=None):
             # A root-owned path unit watches this file and restarts rsyslog: the renewer never runs as root.
             write_file_atomic(params["stamp_path"], "%s\n" % result["serial"], mode=0o644)
     except MinibusError as exc:
-        print("minibus-certs-renew: failed: %s" % exc.message, file=sys.stderr)
+        _say(sys.stderr, "minibus-certs-renew: failed: %s" % exc.message)
         return 1
     except Exception as exc:  # a bug must still leave one line and a non-zero exit, never a secret
-        print("minibus-certs-renew: failed with an unexpected %s; the old certificate is untouched."
-              % type(exc).__name__, file=sys.stderr)
+        _say(sys.stderr, "minibus-certs-renew: failed with an unexpected %s; the old certificate is untouched."
+             % type(exc).__name__)
         return 1
     for warning in result["warnings"]:
-        print("minibus-certs-renew: warning: %s" % warning, file=sys.stderr)
+        _say(sys.stderr, "minibus-certs-renew: warning: %s" % warning)
+    requests = result.get("vault_requests", 0)
     if result["issued"]:
-        print("minibus-certs-renew: renewed: serial %s, valid until %s (%s); %d Vault requests"
-              % (result["serial"], result["not_after"], result["reason"], result.get("vault_requests", 0)))
+        _say(sys.stdout, "minibus-certs-renew: renewed: serial %s, valid until %s (%s); %d Vault requests"
+             % (result["serial"], result["not_after"], result["reason"], requests))
     elif result["changed"] and args.check:
-        print("minibus-certs-renew: due: %s" % result["reason"])
+        _say(sys.stdout, "minibus-certs-renew: due: %s" % result["reason"])
     elif result["changed"]:
-        print("minibus-certs-renew: secret id rotated (%s); %d Vault requests"
-              % (result["reason"], result.get("vault_requests", 0)))
+        _say(sys.stdout, "minibus-certs-renew: secret id rotated (%s); %d Vault requests" % (result["reason"], requests))
     else:
-        print("minibus-certs-renew: nothing to do: %s" % result["reason"])
+        _say(sys.stdout, "minibus-certs-renew: nothing to do: %s" % result["reason"])
     return 0

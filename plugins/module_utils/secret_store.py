@@ -14,7 +14,6 @@ __metaclass__ = type
 
 import datetime
 import json
-import os
 
 from .errors import MinibusError
 from .files import write_file_atomic

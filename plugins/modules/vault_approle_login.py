@@ -20,7 +20,7 @@ description:
   - A secret id can be used once. A login that broke after the request was sent is not retried, since the
     secret id may be spent.
 author:
-  - minibus.pki contributors
+  - minibus.pki maintainers (@minibus-pki)
 extends_documentation_fragment:
   - minibus.pki.connection
   - minibus.pki.auth

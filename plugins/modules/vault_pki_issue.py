@@ -28,7 +28,7 @@ description:
     on-host renewer of the M(minibus.pki.minibus_certs) role uses that store. Without explicit credentials
     the module logs in with the stored secret id, as the renewer does.
 author:
-  - minibus.pki contributors
+  - minibus.pki maintainers (@minibus-pki)
 extends_documentation_fragment:
   - minibus.pki.connection
   - minibus.pki.auth

@@ -17,7 +17,7 @@ description:
   - A mismatch may mean the token was intercepted, unwrapped and re-wrapped by someone else; the task fails
     and says so.
 author:
-  - minibus.pki contributors
+  - minibus.pki maintainers (@minibus-pki)
 extends_documentation_fragment:
   - minibus.pki.connection
   - ansible.builtin.action_common_attributes
