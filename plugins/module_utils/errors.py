@@ -45,7 +45,8 @@ class InvalidInput(MinibusError):
 def scrub(text, secrets):
     """Return text with every non-empty secret replaced by a marker."""
     text = "" if text is None else str(text)
-    for secret in secrets or ():
+    # Longest first, so that a secret containing another is replaced whole.
+    for secret in sorted((str(s) for s in secrets or () if s), key=len, reverse=True):
         if secret and len(str(secret)) >= 4:
             text = text.replace(str(secret), _REDACTED)
     return text

@@ -24,7 +24,6 @@ from .errors import MinibusError
 
 STORE_DIR = ".minibus"
 _VERSION_PREFIX = "v-"
-_KEEP_VERSIONS = 2  # current and the one before it (a reader may still hold it open)
 
 # role of a file in the store -> file name inside a version directory
 FILE_NAMES = {"cert": "cert.pem", "key": "key.pem", "chain": "chain.pem", "ca": "ca.pem"}
@@ -151,12 +150,13 @@ class CertStore:
             if os.path.exists(final):
                 final = os.path.join(self.base, _unique(version + "-"))
             os.rename(staging, final)
+            previous = _readlink_or_none(self.current)
             self._swap_symlink(self.current, os.path.basename(final))
         except OSError as exc:
             _remove_quietly(staging)
             raise _not_writable(self.base, exc)
         self._link_public_paths()
-        self._prune()
+        self._prune(keep=(os.path.basename(final), previous))
         return final
 
     @staticmethod
@@ -207,14 +207,13 @@ class CertStore:
             except OSError as exc:
                 raise _not_writable(path, exc)
 
-    def _prune(self):
+    def _prune(self, keep):
+        """Remove every version but the new current and the one it replaced (a reader may hold it open)."""
         try:
-            current = os.readlink(self.current)
             entries = os.listdir(self.base)
         except OSError:
             return
-        versions = sorted(e for e in entries if e.startswith(_VERSION_PREFIX) and e != current)
-        stale = versions[:max(0, len(versions) - (_KEEP_VERSIONS - 1))]
+        stale = [e for e in entries if e.startswith(_VERSION_PREFIX) and e not in keep]
         # Leftovers of a run killed mid-way: staging dirs and temp links.
         stale += [e for e in entries if e.startswith(".staging-") or e.startswith(".link-")]
         for entry in stale:
@@ -223,6 +222,13 @@ class CertStore:
     def links_in_place(self):
         """True when every public path is already the store's symlink (no migration pending)."""
         return all(os.path.islink(p) and os.readlink(p) == self._link_target(r) for r, p in self.paths.items())
+
+
+def _readlink_or_none(path):
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
 
 
 def _existing_ancestor(path):

@@ -40,7 +40,7 @@ def load_config(path):
         raise MinibusError("The renewer config %s has unknown keys %s: fix the file (the role writes it)."
                            % (path, ", ".join(unknown)))
     for name in ("token", "secret_id", "secret_id_wrapping_token"):
-        if config.get(name):
+        if name in config:
             raise MinibusError("The renewer config %s must not hold %s: secrets live only in the secret id store."
                                % (path, name))
     params = {}

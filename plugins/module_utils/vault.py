@@ -236,7 +236,7 @@ def check_creation_path(actual, expected=None, pattern=None):
     """Refuse a wrapping token created anywhere but where we expect it."""
     if expected is not None and actual == expected:
         return
-    if expected is None and pattern is not None and re.match(pattern, actual or ""):
+    if expected is None and pattern is not None and re.fullmatch(pattern, actual or ""):
         return
     raise WrappingTokenRejected(
         "The wrapping token was created at %r, not at %r: refusing to unwrap it; this may mean it was "
@@ -277,7 +277,7 @@ def unwrap_secret_id(client, wrapping_token, auth_mount_point="approle", approle
     if approle_name:
         expected, pattern = secret_id_path(auth_mount_point, approle_name), None
     else:
-        expected, pattern = None, r"^auth/%s/role/[^/]+/secret-id$" % re.escape(auth_mount_point)
+        expected, pattern = None, r"auth/%s/role/[^/\s]+/secret-id" % re.escape(auth_mount_point)
     data, _path = unwrap(client, wrapping_token, expected, pattern, known_creation_path)
     if not data.get("secret_id"):
         raise WrappingTokenRejected("The unwrapped response holds no secret id: mint the wrapped secret id at "

@@ -1,0 +1,101 @@
+# -*- coding: utf-8 -*-
+# Copyright: minibus.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import json
+
+import pytest
+
+pytest.importorskip("hvac")
+
+from ansible_collections.minibus.pki.plugins.module_utils import renewer
+from ansible_collections.minibus.pki.plugins.module_utils.errors import MinibusError
+from ansible_collections.minibus.pki.plugins.module_utils.files import CertStore
+
+from pki_test_helpers import key_pem, make_cert, new_key
+
+
+def _write(tmp_path, config):
+    path = tmp_path / "renewer.json"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+def _base_config(tmp_path):
+    return {"url": "http://127.0.0.1:9", "role_id": "minibus/csr", "approle_name": "minibus-csr",
+            "common_name": "host.example.org", "cert_path": str(tmp_path / "tls" / "host.crt"),
+            "key_path": str(tmp_path / "tls" / "host.key")}
+
+
+def test_load_config_defaults(tmp_path):
+    params = renewer.load_config(_write(tmp_path, _base_config(tmp_path)))
+    assert params["common_name"] == "host.example.org"
+    assert params["ttl"] == "24h" and params["key_type"] == "ec" and params["retries"] == 3
+    assert params["auth_mount_point"] == "approle" and params["token"] is None
+
+
+def test_load_config_rejects_unknown_keys(tmp_path):
+    config = dict(_base_config(tmp_path), colour="blue", vault_password="x")
+    with pytest.raises(MinibusError) as info:
+        renewer.load_config(_write(tmp_path, config))
+    assert "unknown keys colour, vault_password" in info.value.message
+    assert "\n" not in info.value.message
+
+
+@pytest.mark.parametrize("name", ["token", "secret_id", "secret_id_wrapping_token"])
+def test_load_config_rejects_secrets(tmp_path, name):
+    secret = "hvs.do-not-show-this"
+    with pytest.raises(MinibusError) as info:
+        renewer.load_config(_write(tmp_path, dict(_base_config(tmp_path), **{name: secret})))
+    assert "must not hold %s" % name in info.value.message
+    assert secret not in info.value.message
+
+
+def test_load_config_not_json(tmp_path):
+    path = tmp_path / "renewer.json"
+    path.write_text("{oops")
+    with pytest.raises(MinibusError) as info:
+        renewer.load_config(str(path))
+    assert "not valid JSON" in info.value.message
+
+
+def test_main_nothing_to_do_without_network(tmp_path, capsys):
+    config = _base_config(tmp_path)
+    key = new_key("ec")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = make_cert(key, not_before=now - datetime.timedelta(hours=1), not_after=now + datetime.timedelta(hours=24))
+    CertStore(config["cert_path"], config["key_path"]).install({"cert": cert, "key": key_pem(key)}, "01")
+    code = renewer.main(["--config", _write(tmp_path, config)], environ={})
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.startswith("minibus-certs-renew: nothing to do: the certificate is valid for ")
+    assert out.count("\n") == 1 and err == ""
+
+
+def test_main_due_in_check_mode_without_network(tmp_path, capsys):
+    config = _base_config(tmp_path)
+    code = renewer.main(["--config", _write(tmp_path, config), "--check"], environ={})
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out == "minibus-certs-renew: due: no certificate at cert_path yet\n"
+
+
+def test_main_bad_config_path(tmp_path, capsys):
+    code = renewer.main(["--config", str(tmp_path / "missing.json")], environ={})
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert out == ""
+    assert err.startswith("minibus-certs-renew: failed: Could not read the renewer config")
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_main_secret_in_config_fails_cleanly(tmp_path, capsys):
+    secret = "hvs.secret-in-config"
+    code = renewer.main(["--config", _write(tmp_path, dict(_base_config(tmp_path), token=secret))], environ={})
+    out, err = capsys.readouterr()
+    assert code == 1 and out == ""
+    assert "must not hold token" in err and secret not in err and err.count("\n") == 1

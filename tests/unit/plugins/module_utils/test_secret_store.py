@@ -1,0 +1,92 @@
+# -*- coding: utf-8 -*-
+# Copyright: minibus.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import json
+import os
+import stat
+
+from ansible_collections.minibus.pki.plugins.module_utils import secret_store
+
+UTC = datetime.timezone.utc
+T0 = datetime.datetime(2030, 1, 1, 0, 0, 0, tzinfo=UTC)
+SECRET = "3f1c0d2e-secret-id-value"
+
+
+def test_save_and_load(tmp_path):
+    path = str(tmp_path / "secret-id.json")
+    record = secret_store.save(path, SECRET, accessor="acc-1", ttl_seconds=3600, now=T0)
+    assert record == {"secret_id": SECRET, "accessor": "acc-1", "state": "ready",
+                      "stored_at": "2030-01-01T00:00:00Z", "expires_at": "2030-01-01T01:00:00Z"}
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert secret_store.load(path) == record
+    assert json.loads(open(path).read()) == record
+    assert os.listdir(str(tmp_path)) == ["secret-id.json"]
+
+
+def test_save_without_ttl_never_expires(tmp_path):
+    path = str(tmp_path / "s.json")
+    record = secret_store.save(path, SECRET, now=T0)
+    assert "expires_at" not in record
+    assert secret_store.problem(record, now=T0 + datetime.timedelta(days=3650)) is None
+
+
+def test_mark(tmp_path):
+    path = str(tmp_path / "s.json")
+    record = secret_store.save(path, SECRET, ttl_seconds=60, now=T0)
+    marked = secret_store.mark(path, record, secret_store.IN_USE)
+    assert marked["state"] == "in-use" and record["state"] == "ready"  # the caller's dict is not changed
+    assert secret_store.load(path)["state"] == "in-use"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    secret_store.mark(path, marked, secret_store.CONSUMED)
+    loaded = secret_store.load(path)
+    assert loaded["state"] == "consumed" and loaded["secret_id"] == SECRET
+    assert secret_store.problem(loaded, now=T0) == "the stored secret id was spent or refused"
+
+
+def test_problem_missing(tmp_path):
+    record = secret_store.load(str(tmp_path / "nope.json"))
+    assert record is None
+    assert secret_store.problem(record) == "there is no stored secret id"
+
+
+def test_problem_expired(tmp_path):
+    path = str(tmp_path / "s.json")
+    record = secret_store.save(path, SECRET, ttl_seconds=3600, now=T0)
+    assert secret_store.problem(record, now=T0 + datetime.timedelta(minutes=59)) is None
+    assert secret_store.problem(record, now=T0 + datetime.timedelta(hours=1)) == \
+        "the stored secret id expired at 2030-01-01T01:00:00Z"
+
+
+def test_problem_not_json(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text("{not json")
+    record = secret_store.load(str(path))
+    assert record["state"] == "consumed"
+    assert secret_store.problem(record) == "the file is not valid JSON"
+
+
+def test_problem_no_secret_id(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"state": "ready"}))
+    assert secret_store.problem(secret_store.load(str(path))) == "the file holds no secret id"
+    path.write_text(json.dumps(["x"]))
+    assert secret_store.problem(secret_store.load(str(path))) == "the file holds no secret id"
+
+
+def test_ready_is_usable(tmp_path):
+    record = secret_store.save(str(tmp_path / "s.json"), SECRET, now=T0)
+    assert secret_store.problem(record, now=T0) is None
+
+
+def test_summary_never_holds_the_secret(tmp_path):
+    record = secret_store.save(str(tmp_path / "s.json"), SECRET, accessor="acc", ttl_seconds=60, now=T0)
+    shown = secret_store.summary(record)
+    assert "secret_id" not in shown
+    assert SECRET not in json.dumps(shown)
+    assert shown["accessor"] == "acc" and shown["state"] == "ready"
+    assert secret_store.summary(None) is None
