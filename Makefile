@@ -26,7 +26,7 @@ $(STAMP): requirements-dev.txt
 test: test-unit test-bootstrap sanity lint test-integration test-molecule
 
 test-unit: $(STAMP)
-	python -m pytest -q tests/unit
+	python -m pytest -q tests/unit bench/test_fleet_sim.py
 
 test-bootstrap: $(STAMP)
 	tests/vault/test_bootstrap.sh
@@ -86,8 +86,10 @@ test-molecule: $(STAMP)
 demo:
 	@echo "demo: not yet implemented" >&2; exit 1
 
-bench:
-	@echo "bench: not yet implemented" >&2; exit 1
+# P1-P4 (see bench/run_bench.py): timings as ratios measured in one run on this machine, written to
+# bench/results/bench-<date>.md. Targets are reported, never asserted.
+bench: $(STAMP)
+	python bench/run_bench.py
 
 clean:
 	rm -rf build tests/output

@@ -26,12 +26,24 @@ from .errors import (
     scrub,
 )
 
+# hvac (and requests under it) is imported only when a request is about to be sent: a run that finds
+# the certificate good never pays for the import. Its presence is checked up front, so a host without
+# it still gets Ansible's "missing required library" error before anything happens.
 try:
-    import hvac.adapters
-    import requests
-    HVAC_IMPORT_ERROR = None
-except ImportError:  # the modules turn this into Ansible's "missing required library" error
+    import importlib.util
+    HVAC_IMPORT_ERROR = None if importlib.util.find_spec("hvac") else "No module named 'hvac'"
+except (ImportError, ValueError):
     HVAC_IMPORT_ERROR = traceback.format_exc()
+
+hvac = requests = None
+
+
+def _import_hvac():
+    global hvac, requests  # pylint: disable=global-statement
+    if requests is None:
+        import hvac.adapters  # pylint: disable=redefined-outer-name
+        import requests  # pylint: disable=redefined-outer-name
+    return hvac, requests
 
 
 class Session:
@@ -50,6 +62,7 @@ class VaultClient:
 
     def __init__(self, url, ca_cert=None, validate_certs=True, namespace=None, timeout=30, retries=3,
                  backoff=0.5):
+        _import_hvac()
         self.url = url.rstrip("/")
         self.retries = retries
         self.backoff = backoff
