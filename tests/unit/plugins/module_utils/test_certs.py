@@ -96,8 +96,8 @@ def test_build_csr(key_type, bits):
     assert subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME) == []
     san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["host.example.org", "alt.example.org"]
-    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("192.0.2.7"),
-                                                         ipaddress.ip_address("2001:db8::1")]
+    expected_ips = [ipaddress.ip_address("192.0.2.7"), ipaddress.ip_address("2001:db8::1")]
+    assert san.get_values_for_type(x509.IPAddress) == expected_ips
     if key_type == "ed25519":
         assert isinstance(csr.public_key(), ed25519.Ed25519PublicKey)
     elif key_type == "rsa":

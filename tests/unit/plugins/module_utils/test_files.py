@@ -219,7 +219,7 @@ def test_atomic_swap_never_mixes_cert_and_key(tmp_path):
     d = tmp_path / "tls"
     store = files.CertStore(str(d / "host.crt"), str(d / "host.key"))
     store.install(_issuance(), "00")
-    issuances = [_issuance() for _ in range(30)]
+    issuances = [_issuance() for dummy in range(30)]
     stop = threading.Event()
     pairs, mismatches, vanished, errors = [0], [], [0], []
 

@@ -31,8 +31,8 @@ from ansible_collections.minibus.pki.plugins.module_utils.errors import InvalidI
     # VAULT_TOKEN is not used when an explicit AppRole credential is given
     ({"role_id": "r", "secret_id": "sid-mine"}, {"VAULT_TOKEN": "hvs.env", "MINIBUS_CSR_SECRET_ID": "sid-env"},
      {"role_id": "r", "secret_id": "sid-mine"}),
-    ({"role_id": "r", "secret_id_wrapping_token": "hvs.wrap"}, {"VAULT_TOKEN": "hvs.env",
-                                                               "MINIBUS_CSR_SECRET_ID": "sid-env"},
+    ({"role_id": "r", "secret_id_wrapping_token": "hvs.wrap"},
+     {"VAULT_TOKEN": "hvs.env", "MINIBUS_CSR_SECRET_ID": "sid-env"},
      {"role_id": "r", "secret_id_wrapping_token": "hvs.wrap"}),
     # ... nor when role_id + MINIBUS_CSR_SECRET_ID make an AppRole login
     ({"role_id": "r"}, {"VAULT_TOKEN": "hvs.env", "MINIBUS_CSR_SECRET_ID": "sid-env"},

@@ -62,7 +62,7 @@ def test_error_for(client, status, errors_list, cls, needle):
     errors_list = [e + " " + SECRET if e else e for e in errors_list]
     client.remember_secret(SECRET)
     exc = client._error_for(status, errors_list, "pki_int/sign/r", "the request")
-    assert type(exc) is cls
+    assert type(exc) is cls  # pylint: disable=unidiomatic-typecheck
     assert exc.status == status
     assert needle in exc.message
     _assert_one_sentence(exc.message)
@@ -78,7 +78,7 @@ def test_error_for_multiline_detail_is_folded(client):
 
 def test_error_for_sealed_needs_503(client):
     # a 400 that merely mentions 'sealed' is not a sealed Vault
-    assert type(client._error_for(400, ["sealed envelope"], "p", "w")) is MinibusError
+    assert type(client._error_for(400, ["sealed envelope"], "p", "w")) is MinibusError  # pylint: disable=unidiomatic-typecheck
 
 
 # --- creation path -------------------------------------------------------------------------
