@@ -24,6 +24,9 @@ class MinibusError(Exception):
         self.message = message
         self.status = status
         self.vault_errors = list(vault_errors or [])
+        # True when Vault provably did not act on the request (never connected, sealed, 429):
+        # a single-use secret id sent with it is still unspent.
+        self.not_processed = False
 
 
 class VaultUnreachable(MinibusError):

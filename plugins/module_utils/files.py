@@ -48,7 +48,16 @@ def write_file_atomic(path, content, mode=0o600, uid=-1, gid=-1):
     not even for a moment.
     """
     directory = os.path.dirname(path) or "."
-    tmp = os.path.join(directory, _unique(".tmp-" + os.path.basename(path) + "-"))
+    prefix = ".tmp-" + os.path.basename(path) + "-"
+    # A run killed between create and rename leaves its temp file (for the secret id store: a live
+    # secret id). Writers of one path are serialised by exclusive_lock, so any such file is stale.
+    try:
+        for entry in os.listdir(directory):
+            if entry.startswith(prefix):
+                _remove_quietly(os.path.join(directory, entry))
+    except OSError:
+        pass
+    tmp = os.path.join(directory, _unique(prefix))
     data = content.encode("utf-8") if isinstance(content, str) else content
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)

@@ -221,6 +221,11 @@ def _run(client, p, auth_method, decision, secret_problem, result):
         if stored is not None:
             secret_store.mark(p["secret_id_store"], stored, secret_store.CONSUMED, p["uid"], p["gid"])
         raise
+    except MinibusError as exc:
+        if stored is not None and exc.not_processed:
+            # Vault was unreachable or sealed: the secret id was not spent, so it is ready again.
+            secret_store.mark(p["secret_id_store"], stored, secret_store.READY, p["uid"], p["gid"])
+        raise
     try:
         if p.get("secret_id_store"):
             _rotate_secret_id(client, session, p)

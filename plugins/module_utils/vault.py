@@ -106,9 +106,11 @@ class VaultClient:
                     method, "/v1/" + path, headers=headers, json=data, raise_exception=False,
                 )
             except requests.exceptions.SSLError as exc:
-                raise VaultUnreachable(self._scrub(
+                error = VaultUnreachable(self._scrub(
                     "TLS verification of Vault at %s failed (%s): set ca_cert (or VAULT_CACERT) to the CA "
                     "bundle that signed Vault's certificate." % (self.url, _short_reason(exc))))
+                error.not_processed = True  # no request crosses a failed handshake
+                raise error
             except requests.exceptions.ConnectTimeout:
                 error = VaultUnreachable(
                     "Could not connect to Vault at %s (connection timed out): check url (or VAULT_ADDR) "
@@ -148,6 +150,7 @@ class VaultClient:
                 else:
                     raise self._error_for(response.status_code, errors, path, what)
                 error = self._error_for(response.status_code, errors, path, what)
+            error.not_processed = retry_safe and (error.status in (None, 429, 503))
             if consumes_secret and not retry_safe:
                 if isinstance(error, MinibusError):
                     error = type(error)(error.message.rstrip(".") + "; it was not retried because the "
@@ -215,6 +218,8 @@ def _short_reason(exc):
         (r"Name or service not known|Failed to resolve|Temporary failure in name resolution|nodename nor servname",
          "host name not found"),
         (r"CERTIFICATE_VERIFY_FAILED[^'\")]*", None),
+        (r"WRONG_VERSION_NUMBER|wrong version number|record layer failure",
+         "the server does not speak TLS on that port"),
         (r"No route to host", "no route to host"),
         (r"Network is unreachable", "network unreachable"),
         (r"Invalid URL|No connection adapters|No host supplied|Invalid port|Failed to parse", "malformed URL"),

