@@ -99,11 +99,11 @@ class Fleet(object):
         rng = random.Random(seed)
         self.hosts = hosts
         self.interval = interval  # seconds between two OnCalendar ticks
-        self.phase = [rng.random() for _ in range(hosts)]  # position in the previous period, 0..1
+        self.phase = [rng.random() for dummy in range(hosts)]  # position in the previous period, 0..1
         self.first_tick = first_tick
         self.jitter = {}
         for k in range(first_tick, last_tick + 1):
-            self.jitter[k] = [rng.random() * randomized_delay for _ in range(hosts)]
+            self.jitter[k] = [rng.random() * randomized_delay for dummy in range(hosts)]
 
     def firing(self, host, tick):
         return tick * self.interval + self.jitter[tick][host]
@@ -285,8 +285,8 @@ def run(hosts=10000, seed=1, lifetime_hours=24.0, backdate_seconds=0, renew_befo
     window = None
     scan = None
     if duration > 0:
-        _, baseline = simulate(fleet, cfg, rules[0][1], None, record_renewals=True)
-        _, naive_baseline = simulate(fleet, cfg, rules[1][1], None, record_renewals=True)
+        dummy, baseline = simulate(fleet, cfg, rules[0][1], None, record_renewals=True)
+        dummy, naive_baseline = simulate(fleet, cfg, rules[1][1], None, record_renewals=True)
         if outage_start is None:
             step = int(scan_step_seconds)
             candidates = list(range(0, lifetime, step))
@@ -312,7 +312,7 @@ def run(hosts=10000, seed=1, lifetime_hours=24.0, backdate_seconds=0, renew_befo
 
     rows = []
     for name, rb in rules:
-        result, _ = simulate(fleet, cfg, rb, window)
+        result, dummy = simulate(fleet, cfg, rb, window)
         result["rule"] = name
         if scan:
             result["predicted_expired_by_scan"] = scan["predicted"][len(rows)]["expired"]
@@ -381,7 +381,7 @@ def markdown(report):
             "failed attempts", "renewals", "peak req/s (1 s)", "peak req/s (1 min / 60)", "peak req/s before outage",
             "mean req/s", "min remaining at renewal"]
     lines.append("| " + " | ".join(head) + " |")
-    lines.append("|" + "|".join("---" for _ in head) + "|")
+    lines.append("|" + "|".join("---" for dummy in head) + "|")
     for r in report["rows"]:
         lines.append("| " + " | ".join(str(x) for x in [
             "%s [%s]" % (r["rule"], _dur(r["renew_before_seconds"])),
@@ -406,7 +406,7 @@ def _duration_arg(text):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--hosts", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--lifetime-hours", type=float, default=24.0, help="certificate ttl (role default 24h)")

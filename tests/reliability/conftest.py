@@ -148,10 +148,10 @@ class Vault(object):
             [os.path.join(BIN_DIR, "ansible-playbook"), "-i", "localhost,",
              os.path.join(REPO_ROOT, "playbooks", "vault_bootstrap.yml"),
              "-e", "minibus_vault_url=%s" % self.url, "-e", "minibus_vault_token=%s" % ROOT_TOKEN],
-            env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+            check=False, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
             timeout=300)
         assert out.returncode == 0, out.stdout[-3000:]
-        out = subprocess.run([find_bao(), "token", "create", "-policy=minibus-broker", "-ttl=2h", "-field=token"],
+        out = subprocess.run([find_bao(), "token", "create", "-policy=minibus-broker", "-ttl=2h", "-field=token"], check=False,
                              env=clean_env(BAO_ADDR=self.url, BAO_TOKEN=ROOT_TOKEN), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
         assert out.returncode == 0, out.stderr
@@ -277,7 +277,7 @@ RENEWER_SNIPPET = ("import sys; sys.path.insert(0, %r); "
 
 def run_renewer(config, force=True, timeout=120):
     argv = [sys.executable, "-c", RENEWER_SNIPPET, "--config", config] + (["--force"] if force else [])
-    return subprocess.run(argv, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    return subprocess.run(argv, check=False, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, timeout=timeout)
 
 
@@ -343,7 +343,7 @@ def assert_host_consistent(directory, common_name="host1.minibus.test"):
     cn = cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value
     assert cn == common_name
     # and openssl agrees (partial chain: chain.pem may stop at the intermediate)
-    out = subprocess.run(["openssl", "verify", "-partial_chain", "-CAfile", p["chain_path"], p["cert_path"]],
+    out = subprocess.run(["openssl", "verify", "-partial_chain", "-CAfile", p["chain_path"], p["cert_path"]], check=False,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     assert out.returncode == 0, out.stdout
     return cert
