@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# minibus.pki.site run the way AWX runs it, against a real lab (tools/demo/lab.sh):
+#   OpenBao dev server + rsyslog server + rsyslog client in systemd containers (podman,
+#   network minibus-demo, containers minibus-awx-*, 198.18.1.20-22), the collection installed
+#   offline from the tarball, ansible-runner on a private_data_dir whose env/envvars and
+#   env/extravars are rendered from awx/credential_type.yml's injectors. VAULT_TOKEN there is
+#   a broker token (policy minibus-broker), not root.
+# Asserts: runner status successful; second run changes nothing; each host's certificate has
+# CN = its FQDN and ST=rengthining, L=iberty; a logger line on the client reaches the server's
+# remote log over mutual TLS.
+# Usage: tests/awx/test_runner.sh dist/minibus-pki-<version>.tar.gz   (make test-awx)
+#   KEEP_LAB=1  leave the lab running afterwards (tools/demo/lab.sh down with the same LAB)
+set -euo pipefail
+tarball="$(readlink -f "${1:?usage: $0 TARBALL}")"
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+export LAB="${LAB:-minibus-awx}" LAB_IP_BASE="${LAB_IP_BASE:-20}"
+export LAB_DIR="${LAB_DIR:-$repo/build/$LAB}"
+[ -x "$repo/.venv/bin/ansible" ] && export PATH="$repo/.venv/bin:$PATH"
+lab="$repo/tools/demo/lab.sh"
+pass=0 fail=0
+log() { printf '[test-awx] %s\n' "$*" >&2; }
+ok() { pass=$((pass + 1)); log "PASS $*"; }
+ko() { fail=$((fail + 1)); log "FAIL $*"; }
+finish() { log "$pass passed, $fail failed"; [ "$fail" -eq 0 ]; }
+[ "${KEEP_LAB:-0}" = 1 ] || trap '"$lab" down >/dev/null 2>&1 || true' EXIT
+
+t0=$SECONDS
+"$lab" down
+"$lab" up "$tarball" || { ko "lab up"; finish; exit 1; }
+ok "lab up (image, network, containers, OpenBao, bootstrap from the tarball)"
+
+# The token the credential injects is the broker token, with nothing but minibus-broker.
+policies="$(curl -fsS -H "X-Vault-Token: $(cat "$LAB_DIR/broker-token")" \
+  "$("$lab" vault-url)/v1/auth/token/lookup-self" | jq -r '.data.policies | sort | join(",")')"
+if [ "$policies" = "default,minibus-broker" ]; then ok "injected VAULT_TOKEN has policies $policies (not root)"
+else ko "broker token policies: $policies"; fi
+
+# stats of a runner job from its artifacts: "<host>=<changed> ..." and failures
+stats() {
+  python3 - "$LAB_DIR/runner/artifacts/$1" <<'PY'
+import glob, json, os, sys
+for f in glob.glob(os.path.join(sys.argv[1], "job_events", "*.json")):
+    ev = json.load(open(f))
+    if ev.get("event") == "playbook_on_stats":
+        d = ev["event_data"]
+        hosts = sorted(set(d.get("ok", {})) | set(d.get("changed", {})))
+        print(" ".join("%s=%d" % (h, d.get("changed", {}).get(h, 0)) for h in hosts),
+              "failures=%d" % (sum(d.get("failures", {}).values()) + sum(d.get("dark", {}).values())))
+PY
+}
+
+if "$lab" run first; then ok "ansible-runner run 1: status successful ($(stats first))"; else ko "ansible-runner run 1"; fi
+# The credential rendering really came from awx/credential_type.yml.
+env_file="$LAB_DIR/runner/env/envvars"
+for k in VAULT_ADDR VAULT_CACERT VAULT_TOKEN; do
+  if grep -q "^$k:" "$env_file"; then ok "env/envvars has $k (rendered injector)"; else ko "env/envvars lacks $k"; fi
+done
+cacert="$(python3 -c 'import sys,yaml; print(yaml.safe_load(open(sys.argv[1]))["VAULT_CACERT"])' "$env_file")"
+if cmp -s "$cacert" "$LAB_DIR/vault-ca.pem"; then ok "VAULT_CACERT file holds the credential's CA bundle"; else ko "VAULT_CACERT file"; fi
+if grep -q "minibus_certs_role_id: minibus/csr" "$LAB_DIR/runner/env/extravars"; then ok "extra_vars minibus_certs_role_id"; else ko "extravars"; fi
+
+if "$lab" run second; then
+  s="$(stats second)"
+  if [[ "$s" =~ ^client.minibus.test=0\ server.minibus.test=0\ failures=0$ ]]; then ok "run 2: nothing changed ($s)"; else ko "run 2 not idempotent: $s"; fi
+else
+  ko "ansible-runner run 2"
+fi
+
+now="$(date +%s)"
+while read -r fqdn subject serial not_after; do
+  if [[ "$subject" == *"CN=$fqdn"* && "$subject" == *"ST=rengthining"* && "$subject" == *"L=iberty"* ]]; then
+    ok "$fqdn certificate: $subject serial $serial, expires in $(( (not_after - now) / 3600 )) h"
+  else
+    ko "$fqdn certificate subject '$subject'"
+  fi
+done < <("$lab" certs)
+
+if line="$("$lab" proof)"; then ok "logger line from the client arrived on the server: $line"; else ko "log line did not arrive within 20 s"; fi
+
+log "total $((SECONDS - t0)) s"
+finish
