@@ -23,7 +23,7 @@ $(STAMP): requirements-dev.txt
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
 	touch $@
 
-test: test-unit test-bootstrap sanity lint test-integration test-reliability test-molecule
+test: test-unit test-bootstrap sanity lint test-integration test-reliability test-dist test-molecule test-awx
 
 test-unit: $(STAMP)
 	python -m pytest -q tests/unit bench/test_fleet_sim.py

@@ -4,7 +4,7 @@
 #   2. with ANSIBLE_COLLECTIONS_PATH = that path only (plus the collections shipped inside the
 #      `ansible` package, which ansible-core always finds), check that ansible-doc sees the
 #      three modules, the lookup and the role;
-#   3. start an OpenBao dev server (the installed copy's tools/devbao.sh), run
+#   3. start an OpenBao dev server (the repository's tools/devbao.sh: test tooling, not shipped), run
 #      minibus.pki.vault_bootstrap from the installed copy, mint a wrapped secret id with the
 #      lookup (broker token, not root) and issue a certificate with minibus.pki.vault_pki_issue
 #      into a temp dir: changed, then unchanged.
@@ -21,8 +21,8 @@ log() { printf '[test-dist] %s\n' "$*" >&2; }
 ok() { pass=$((pass + 1)); log "PASS $*"; }
 ko() { fail=$((fail + 1)); log "FAIL $*"; }
 cleanup() {
-  if [ -x "$coll/ansible_collections/minibus/pki/tools/devbao.sh" ]; then
-    "$coll/ansible_collections/minibus/pki/tools/devbao.sh" stop "$work/bao" >/dev/null 2>&1 || true
+  if [ -x "$repo/tools/devbao.sh" ]; then
+    "$repo/tools/devbao.sh" stop "$work/bao" >/dev/null 2>&1 || true
   fi
   rm -rf "$work"
 }
@@ -67,7 +67,7 @@ done
 
 # --- live: dev server, bootstrap, lookup, vault_pki_issue, all from the installed copy -------
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-"$installed/tools/devbao.sh" start "$work/bao" "$port" >/dev/null
+"$repo/tools/devbao.sh" start "$work/bao" "$port" >/dev/null
 addr="http://127.0.0.1:$port"
 ok "dev server at $addr"
 if VAULT_ADDR="$addr" VAULT_TOKEN=root ansible-playbook -i localhost, minibus.pki.vault_bootstrap \
