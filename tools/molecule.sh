@@ -40,7 +40,7 @@ export ANSIBLE_COLLECTIONS_PATH="$coll_root"
 case "${1:-}" in
   test|create|prepare|converge|idempotence|verify|side-effect|cleanup|destroy|login|list|syntax|check|reset|matrix|dependency|lint)
     cmd="$1"; shift ;;
-  *) cmd=test ;;
+  *) cmd="test" ;;
 esac
 args=("$@")
 [ "${#args[@]}" -gt 0 ] || args=(-s default)
