@@ -14,6 +14,8 @@ set -euo pipefail
 tarball="$(readlink -f "${1:?usage: $0 TARBALL}")"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export LAB="${LAB:-minibus-awx}" LAB_IP_BASE="${LAB_IP_BASE:-20}"
+# Raw audit log and -vvvv job output: the leak scan at the end needs both.
+export LAB_AUDIT_RAW=1 LAB_VERBOSITY=4
 export LAB_DIR="${LAB_DIR:-$repo/build/$LAB}"
 [ -x "$repo/.venv/bin/ansible" ] && export PATH="$repo/.venv/bin:$PATH"
 lab="$repo/tools/demo/lab.sh"
@@ -76,6 +78,29 @@ while read -r fqdn subject serial not_after; do
 done < <("$lab" certs)
 
 if line="$("$lab" proof)"; then ok "logger line from the client arrived on the server: $line"; else ko "log line did not arrive within 20 s"; fi
+
+# On-host renewal with no Ansible: the renewer, as its service runs it, forced once on each host.
+for host in server client; do
+  if podman exec "$LAB-$host" runuser -u minibus-certs -- /usr/local/lib/minibus-certs/minibus-certs-renew --force \
+       >>"$LAB_DIR/renewer-output.log" 2>&1; then ok "$host: renewer --force as minibus-certs"
+  else ko "$host: renewer failed: $(tail -1 "$LAB_DIR/renewer-output.log")"; fi
+done
+
+# Leak scan: every secret Vault handed out (raw audit log), every private key and stored secret id on
+# the hosts, and the broker token must appear nowhere in the -vvvv job output or the renewer's output.
+podman exec "$LAB-vault" cat /var/log/bao/audit.log >"$LAB_DIR/audit-raw.log"
+for host in server client; do
+  podman exec "$LAB-$host" sh -c 'cat /var/lib/minibus-certs/tls/.minibus/*/v-*/key.pem /var/lib/minibus-certs/secret-id.json' \
+    >>"$LAB_DIR/host-secrets.txt"
+done
+if python3 "$repo/tests/awx/leak_scan.py" --audit "$LAB_DIR/audit-raw.log" --secrets-file "$LAB_DIR/host-secrets.txt" \
+     --secret "$(cat "$LAB_DIR/broker-token")" \
+     "$LAB_DIR"/runner-*.log "$LAB_DIR/renewer-output.log" "$LAB_DIR"/runner/artifacts/*/stdout \
+     "$LAB_DIR"/runner/artifacts/*/job_events/*.json >"$LAB_DIR/leak-scan.txt" 2>&1; then
+  ok "leak scan: $(tail -1 "$LAB_DIR/leak-scan.txt")"
+else
+  ko "leak scan: $(tail -3 "$LAB_DIR/leak-scan.txt" | tr '\n' ' ')"
+fi
 
 log "total $((SECONDS - t0)) s"
 finish

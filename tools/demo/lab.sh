@@ -76,13 +76,19 @@ containers_up() {
 
 bao_up() {
   log "starting the OpenBao dev server in $LAB-vault (root token 'root', 0.0.0.0:8200)"
+  # File audit device (declared: OpenBao refuses to enable one over the API). LAB_AUDIT_RAW=1 logs
+  # secrets in clear, for the leak scan of tests/awx/test_runner.sh only: a test lab, never a real Vault.
+  podman exec "$LAB-vault" mkdir -p /etc/bao /var/log/bao
+  printf 'audit "file" "lab" {\n  options {\n    file_path = "/var/log/bao/audit.log"\n    log_raw = "%s"\n  }\n}\n' \
+    "$([ "${LAB_AUDIT_RAW:-0}" = 1 ] && echo true || echo false)" |
+    podman exec -i "$LAB-vault" sh -c 'cat >/etc/bao/config.hcl'
   podman exec -i "$LAB-vault" sh -c 'cat >/etc/systemd/system/bao-dev.service' <<'UNIT'
 [Unit]
 Description=OpenBao dev server (minibus.pki lab)
 After=network-online.target
 
 [Service]
-ExecStart=/usr/local/bin/bao server -dev -dev-root-token-id=root -dev-listen-address=0.0.0.0:8200
+ExecStart=/usr/local/bin/bao server -dev -dev-root-token-id=root -dev-listen-address=0.0.0.0:8200 -config /etc/bao/config.hcl
 Restart=on-failure
 RestartSec=1
 
@@ -227,6 +233,8 @@ cmd_run() {
   mkdir -p "$pdd/env" "$pdd/project"
   inventory
   render_credential "$pdd"
+  # LAB_VERBOSITY=4 runs the job at -vvvv (what an AWX job template's verbosity 4 does).
+  if [ -n "${LAB_VERBOSITY:-}" ]; then printf -- '-%s\n' "$(printf 'v%.0s' $(seq 1 "$LAB_VERBOSITY"))" >"$pdd/env/cmdline"; fi
   cat >"$pdd/project/site.yml" <<'PB'
 ---
 # An AWX project playbook: the job template runs this, the collection does the work.
