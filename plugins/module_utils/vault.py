@@ -132,6 +132,10 @@ class VaultClient:
             except ValueError as exc:  # requests rejects malformed URLs with ValueError subclasses
                 raise MinibusError("The Vault address %s is not usable (%s): give it as https://host:8200."
                                    % (self.url, _short_reason(exc)))
+            except requests.exceptions.RequestException as exc:  # redirects, broken encodings, ...
+                retry_safe = False
+                error = VaultUnreachable("The request to Vault at %s for %s failed (%s): check url and any proxy "
+                                         "in between." % (self.url, what, _short_reason(exc)))
             else:
                 if response.status_code < 400:
                     if response.status_code == 204 or not response.content:

@@ -252,6 +252,10 @@ def main():
         result = ensure_certificate(params, check_mode=module.check_mode)
     except MinibusError as exc:
         module.fail_json(msg=exc.message)
+    except Exception as exc:  # pylint: disable=broad-except
+        # A bug, not bad input: still one line, never a traceback that could carry a secret.
+        module.fail_json(msg="vault_pki_issue failed with an unexpected %s (a bug: please report it); the "
+                             "certificate files are the old set or the new one, never a mix." % type(exc).__name__)
     _fs_attributes(module, result)
     for warning in result.pop("warnings"):
         module.warn(warning)
