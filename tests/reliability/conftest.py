@@ -40,10 +40,10 @@ ROLE_ID = "minibus/csr"
 ROOT_TOKEN = "root"
 
 # --- make ansible_collections.minibus.pki importable (and give ansible a collections path) -------
-COLLECTIONS_DIR = tempfile.mkdtemp(prefix="minibus-reliability-coll-")
-os.makedirs(os.path.join(COLLECTIONS_DIR, "ansible_collections", "minibus"))
-os.symlink(REPO_ROOT, os.path.join(COLLECTIONS_DIR, "ansible_collections", "minibus", "pki"))
-sys.path.insert(0, COLLECTIONS_DIR)
+sys.path.insert(0, os.path.dirname(HERE))
+from collection_path import make_collection_importable  # noqa: E402  pylint: disable=wrong-import-position
+
+COLLECTIONS_DIR = make_collection_importable("minibus-reliability-coll-")
 MODULE_UTILS = os.path.join(COLLECTIONS_DIR, "ansible_collections", "minibus", "pki", "plugins", "module_utils")
 
 from ansible_collections.minibus.pki.plugins.module_utils import issuance  # noqa: E402
@@ -51,10 +51,6 @@ from ansible_collections.minibus.pki.plugins.module_utils.options import AUTH_SP
 
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
-
-
-def pytest_sessionfinish(session, exitstatus):
-    shutil.rmtree(COLLECTIONS_DIR, ignore_errors=True)
 
 
 def free_port():
