@@ -17,7 +17,7 @@ import os
 import pwd
 
 from . import certs, secret_store, vault
-from .errors import InvalidInput, MinibusError, SecretIdRejected, scrub
+from .errors import InvalidInput, MinibusError, SecretIdRejected
 from .files import STORE_DIR, CertStore, exclusive_lock
 from .options import validate_auth, validate_connection
 
@@ -109,7 +109,7 @@ def _store_of(p):
 
 
 def plan(p, now=None):
-    """What would be done, without any Vault request: (decision, secret_problem, current content)."""
+    """What would be done, without any Vault request: (decision, why the secret id store is unusable or None)."""
     store = _store_of(p)
     content = store.read()
     decision = certs.needs_renewal(content["cert"], content["key"], p, now=now,
@@ -151,9 +151,9 @@ def ensure_certificate(params, check_mode=False, now=None):
             decision, secret_problem = plan(p, now)
             result = _result(decision, secret_problem)
             if result["changed"]:
-                _run(client, p, auth_method, decision, secret_problem, result)
+                _run(client, p, auth_method, decision, result)
     except MinibusError as exc:
-        exc.message = scrub(exc.message, client._secrets)
+        exc.message = client.scrub(exc.message)
         exc.args = (exc.message,)
         raise
     finally:
@@ -213,7 +213,7 @@ def _credentials(p, auth_method):
     return dict(p, secret_id=record["secret_id"]), record
 
 
-def _run(client, p, auth_method, decision, secret_problem, result):
+def _run(client, p, auth_method, decision, result):
     credentials, stored = _credentials(p, auth_method)
     try:
         session = vault.authenticate(client, credentials)

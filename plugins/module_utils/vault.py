@@ -106,7 +106,7 @@ class VaultClient:
                     method, "/v1/" + path, headers=headers, json=data, raise_exception=False,
                 )
             except requests.exceptions.SSLError as exc:
-                error = VaultUnreachable(self._scrub(
+                error = VaultUnreachable(self.scrub(
                     "TLS verification of Vault at %s failed (%s): set ca_cert (or VAULT_CACERT) to the CA "
                     "bundle that signed Vault's certificate." % (self.url, _short_reason(exc))))
                 error.not_processed = True  # no request crosses a failed handshake
@@ -164,12 +164,13 @@ class VaultClient:
                 raise error
             time.sleep(min(self.backoff * (2 ** (attempt - 1)), 5.0))
 
-    def _scrub(self, text):
+    def scrub(self, text):
+        """text without any secret this client has seen."""
         return scrub(text, self._secrets)
 
     def _error_for(self, status, errors, path, what):
         """Turn one Vault error answer into one sentence that says what to do."""
-        detail = self._scrub(one_line("; ".join(errors))) if errors else "HTTP %d" % status
+        detail = self.scrub(one_line("; ".join(errors))) if errors else "HTTP %d" % status
         lowered = detail.lower()
         if status == 503 and "sealed" in lowered:
             return VaultUnreachable("Vault at %s is sealed: unseal it, then run again." % self.url, status, errors)
@@ -358,7 +359,7 @@ def _pki_request(client, token, engine_mount_point, role_name, verb, data):
     except MinibusError as exc:
         raise _explain_pki_refusal(exc, path, data)
     result = dict((body or {}).get("data") or {})
-    result["warnings"] = [client._scrub(w) for w in (body or {}).get("warnings") or []
+    result["warnings"] = [client.scrub(w) for w in (body or {}).get("warnings") or []
                           if not _NOISE_WARNING.search(w)]
     if not result.get("certificate"):
         raise MinibusError("Vault's answer from %s holds no certificate." % path)
