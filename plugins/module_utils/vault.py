@@ -124,7 +124,8 @@ class VaultClient:
                         "running and reachable." % (self.url, _short_reason(exc)))
                 else:
                     error = VaultUnreachable(
-                        "The connection to Vault at %s broke during %s (%s)." % (self.url, what, _short_reason(exc)))
+                        "The connection to Vault at %s broke during %s (%s): check Vault's health and any proxy, "
+                        "then run again." % (self.url, what, _short_reason(exc)))
             except requests.exceptions.Timeout:
                 retry_safe = False
                 error = VaultUnreachable(
