@@ -15,24 +15,22 @@ import ipaddress
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import NameOID
+
+from ansible_collections.minibus.pki.plugins.module_utils import certs
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def new_key(key_type="ec", bits=256):
-    if key_type == "ec":
-        return ec.generate_private_key(ec.SECP384R1() if bits == 384 else ec.SECP256R1())
-    if key_type == "rsa":
-        return rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    return ed25519.Ed25519PrivateKey.generate()
+    # Key generation is the core's; the certificates around it are built here, independently.
+    return certs.generate_private_key(key_type, bits)
 
 
 def key_pem(key):
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode("ascii")
+    return certs.private_key_pem(key)
 
 
 def make_cert(key, common_name="host.example.org", dns=None, ips=None, not_before=None, not_after=None,

@@ -142,16 +142,19 @@ def test_check_writable_ok(store):
     store.check_writable()  # nothing exists yet: the ancestors are writable
 
 
-def test_check_writable_under_a_regular_file(tmp_path):
+@pytest.mark.parametrize("mode", [0o644, 0o755], ids=["plain-file", "executable-file"])
+def test_check_writable_under_a_regular_file(tmp_path, mode):
+    # root may "execute" a 0755 file, so os.access alone would let it pass as a directory
     blocker = tmp_path / "file.txt"
-    blocker.write_text("x")
-    os.chmod(str(blocker), 0o644)
+    blocker.write_text("#!/bin/sh\n")
+    os.chmod(str(blocker), mode)
     store = files.CertStore(str(blocker / "sub" / "h.crt"), str(blocker / "sub" / "h.key"))
     with pytest.raises(MinibusError) as info:
         store.check_writable()
     message = info.value.message
     assert "\n" not in message and message.endswith(".") and message.count(". ") == 0
-    assert str(blocker) in message and "nothing was requested from Vault" in message
+    assert str(blocker) in message and "not a directory" in message
+    assert "nothing was requested from Vault" in message
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores directory permissions")
@@ -166,18 +169,6 @@ def test_check_writable_read_only_dir(tmp_path):
         assert "\n" not in info.value.message and str(d) in info.value.message
     finally:
         os.chmod(str(d), 0o755)
-
-
-def test_check_writable_under_an_executable_regular_file(tmp_path):
-    blocker = tmp_path / "script.sh"
-    blocker.write_text("#!/bin/sh\n")
-    os.chmod(str(blocker), 0o755)
-    store = files.CertStore(str(blocker / "sub" / "h.crt"), str(blocker / "sub" / "h.key"))
-    # root may "execute" such a file, so os.access alone would let it pass
-    with pytest.raises(MinibusError) as info:
-        store.check_writable()
-    assert "not a directory" in info.value.message and str(blocker) in info.value.message
-    assert "\n" not in info.value.message
 
 
 def test_check_writable_public_path_is_a_directory(tmp_path):
