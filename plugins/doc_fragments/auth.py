@@ -31,7 +31,7 @@ options:
       - A response-wrapping token that holds the secret id.
       - It is looked up first and refused unless its creation path is exactly
         C(auth/<auth_mount_point>/role/<approle_name>/secret-id); only then is it unwrapped.
-        Needs O(approle_name): a token minted for any other AppRole role on the mount is refused.
+        Needs O(approle_name); a token minted for any other AppRole role on the mount is refused.
     type: str
   approle_name:
     description:

@@ -412,8 +412,8 @@ def check_issued(answer, key, request, trust_anchors=None, now=None):
 def _check_names(cert, request):
     cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     if cns != [request["common_name"]]:
-        raise _refuse("the certificate is for CN %s, not the %s asked for" % (", ".join(cns) or "(none)",
-                                                                            request["common_name"]))
+        got = ", ".join(cns) or "(none)"
+        raise _refuse("the certificate is for CN %s, not the %s asked for" % (got, request["common_name"]))
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:

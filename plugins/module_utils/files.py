@@ -160,11 +160,10 @@ class CertStore:
                 continue
             followed = os.stat(path)
             if st.st_uid != owner_uid or followed.st_uid != owner_uid:
+                other = followed.st_uid if followed.st_uid != owner_uid else st.st_uid
                 raise MinibusError("%s belongs to uid %d, and root does not work in a directory another account can "
                                    "change: set owner (and group) to that account so the module works as it; "
-                                   "nothing was requested from Vault." % (path, followed.st_uid
-                                                                           if followed.st_uid != owner_uid
-                                                                           else st.st_uid))
+                                   "nothing was requested from Vault." % (path, other))
 
     def read(self):
         """The content (bytes) now visible at each public path, or None where there is none."""

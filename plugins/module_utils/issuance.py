@@ -170,6 +170,10 @@ def _ensure(p, check_mode, now):
             raise InvalidInput("The directory %s of cert_path does not exist: create it owned by %s (the "
                                "minibus_certs role does), since root leaves the store to its owner; nothing was "
                                "requested from Vault." % (cert_dir, p.get("owner")))
+    if p.get("ca_cert") and not os.access(p["ca_cert"], os.R_OK):
+        raise InvalidInput("ca_cert %s cannot be read by uid %d, which runs the issuance: make it readable (a CA "
+                           "certificate is public; mode 0644 in a directory others can enter); nothing was requested "
+                           "from Vault." % (p["ca_cert"], os.geteuid()))
     p["trust_anchors"], p["trust_anchor_pem"] = ((certs.load_trust_anchors(p["trust_anchor_path"]))
                                                  if p.get("trust_anchor_path") else (None, None))
     _store_of(p).check_writable()
@@ -330,4 +334,3 @@ def _issue_and_install(client, session, p, result):
 def _pem(text):
     text = (text or "").strip()
     return text + "\n" if text else ""
-
