@@ -279,8 +279,10 @@ def _run(client, p, auth_method, decision, result):
 def _rotate_secret_id(client, session, p):
     """Mint the next secret id (wrapped), check where it came from, persist it before anything else."""
     mount = p.get("auth_mount_point") or "approle"
+    # Metadata naming the host shows in the audit log and on the accessor (spotting ids nobody owns).
+    metadata = {"host": p["common_name"], "minted_by": p.get("minted_by") or "vault_pki_issue"}
     wrap = vault.mint_wrapped_secret_id(client, session.token, p["approle_name"], mount,
-                                        p.get("secret_id_wrap_ttl") or "60s")
+                                        p.get("secret_id_wrap_ttl") or "60s", metadata=metadata)
     # Minted a moment ago over this connection: its creation path is in the minting answer, so no
     # lookup request is needed to check it (5 requests per renewal instead of 6).
     data = vault.unwrap_secret_id(client, wrap["token"], mount, p["approle_name"],

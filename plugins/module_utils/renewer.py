@@ -67,6 +67,7 @@ def main(argv=None, environ=None):
     environ = os.environ if environ is None else environ
     try:
         params = resolve_env(load_config(args.config), environ)
+        params["minted_by"] = "renewer"
         if args.force:
             params["force"] = True
         result = ensure_certificate(params, check_mode=args.check)
