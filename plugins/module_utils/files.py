@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Private to minibus.pki: no compatibility promise to other collections.
 """Files that belong together change together.
 
 Every issuance is written, complete and fsynced, into a fresh version directory; one symlink,

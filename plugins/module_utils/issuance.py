@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Private to minibus.pki: no compatibility promise to other collections.
 """ensure_certificate(): the one flow behind the vault_pki_issue module and the on-host renewer.
 
 decide (no Vault request while the certificate is good) -> authenticate -> rotate the secret id and
@@ -15,7 +16,7 @@ import grp
 import os
 import pwd
 
-from . import _privdrop, certs, secret_store, vault
+from . import _authenticator, _privdrop, certs, secret_store, vault
 from .errors import InvalidAnswer, InvalidInput, MinibusError, SecretIdRejected
 from .files import STORE_DIR, CertStore, exclusive_lock
 from .options import connection_warnings, validate_auth, validate_connection
@@ -251,7 +252,7 @@ def _credentials(p, auth_method):
 def _run(client, p, auth_method, decision, result):
     credentials, stored = _credentials(p, auth_method)
     try:
-        session = vault.authenticate(client, credentials)
+        session = _authenticator.authenticate(client, credentials)
     except SecretIdRejected:
         if stored is not None:
             secret_store.mark(p["secret_id_store"], stored, secret_store.CONSUMED, p["uid"], p["gid"])
