@@ -84,7 +84,8 @@ test-integration: $(STAMP) collection-copy
 test-molecule: $(STAMP)
 	tools/molecule.sh
 
-# Crash safety (kill -9 at 50+ points), Vault outage/sealed, replay, secret leak scan: real OpenBao.
+# Crash safety (kill -9 at 50+ points), Vault outage/sealed, replay, secret leak scan, TLS bad inputs
+# (wrong CA, name mismatch, expired certificate): real OpenBao over HTTPS from tools/devbao.py.
 test-reliability: $(STAMP)
 	python -m pytest -q tests/reliability
 
