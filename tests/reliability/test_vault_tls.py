@@ -13,11 +13,13 @@ crossed the failed handshake). ``validate_certs: false`` works against the same 
 from __future__ import absolute_import, division, print_function
 
 import json
+import re
 import os
 import subprocess
 import textwrap
 
 import pytest
+import requests
 
 from conftest import (
     APPROLE_NAME,
@@ -183,3 +185,15 @@ def test_validate_certs_false_works(vault, tmp_path):
     # ... and says what it gives up, once
     # (ansible-core shows module warnings as [WARNING] lines; 2.19 keeps them out of the registered result)
     assert output.count("validate_certs is false") == 1, output[-3000:]
+
+
+def test_no_listener_of_the_dev_server_speaks_plain_http(vault):
+    """Every listener bao reports (the TLS one clients use and the one -dev always adds) refuses HTTP."""
+    addresses = re.findall(r'Listener \d+: tcp \(addr: "([^"]+)"', vault.log_text())
+    assert len(addresses) == 2, addresses
+    assert "127.0.0.1:%d" % int(vault.url.rsplit(":", 1)[1]) in addresses
+    for address in addresses:
+        plain = requests.get("http://%s/v1/sys/health" % address, timeout=5)
+        assert plain.status_code == 400 and "HTTP request to an HTTPS server" in plain.text, (address, plain.text)
+    # and the clients' listener answers over TLS verified with the launcher's CA
+    assert requests.get(vault.url + "/v1/sys/health", timeout=5, verify=vault.ca_cert).status_code == 200
