@@ -14,13 +14,12 @@ if [[ -d "$root/.venv/bin" ]]; then
     PATH="$root/.venv/bin:$PATH"
 fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/minibus-rotate.XXXXXX")
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 passed=0
 failed=0
 
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
-    "$root/tools/devbao.sh" stop "$work/bao" >/dev/null 2>&1 || true
+    python3 "$root/tools/devbao.py" stop "$work/bao" >/dev/null 2>&1 || true
     if [[ "${KEEP:-0}" == 1 || $failed -gt 0 ]]; then echo "test_ca_rotate: files kept in $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -43,19 +42,25 @@ finish() {
     exit 0
 }
 
-export VAULT_ADDR="http://127.0.0.1:$port" BAO_ADDR="http://127.0.0.1:$port" VAULT_TOKEN=root BAO_TOKEN=root
+export VAULT_TOKEN=root BAO_TOKEN=root
 unset VAULT_NAMESPACE BAO_NAMESPACE
 export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 ANSIBLE_STDOUT_CALLBACK=default
 export ANSIBLE_LOCALHOST_WARNING=0 ANSIBLE_INVENTORY_UNPARSED_WARNING=0
 
-"$root/tools/devbao.sh" start "$work/bao" "$port" >/dev/null || { not_ok "OpenBao dev server starts"; finish; }
+python3 "$root/tools/devbao.py" start "$work/bao" >/dev/null || { not_ok "OpenBao dev server starts"; finish; }
+# VAULT_ADDR/VAULT_CACERT and BAO_ADDR/BAO_CACERT (https, the launcher's CA)
+eval "$(python3 "$root/tools/devbao.py" env "$work/bao")"
+export CURL_CA_BUNDLE="$VAULT_CACERT"
 anchor="$work/root-ca.pem"
 if ! ansible-playbook -i localhost, playbooks/vault_bootstrap.yml -e minibus_vault_trust_anchor_dest="$anchor" \
+    -e minibus_vault_ca_cert="$VAULT_CACERT" \
     >"$work/bootstrap.log" 2>&1; then
     not_ok "bootstrap" "$(tail -n 5 "$work/bootstrap.log")"
     finish
 fi
-rotate() { ansible-playbook -i localhost, playbooks/ca_rotate.yml -e minibus_ca_step="$1" >"$2" 2>&1; }
+rotate() {
+    ansible-playbook -i localhost, playbooks/ca_rotate.yml -e minibus_ca_step="$1" -e minibus_vault_ca_cert="$VAULT_CACERT" >"$2" 2>&1
+}
 msg() { grep -o '"msg": "[^"]*"' "$1" | tail -1 | cut -c9- | tr -d '"'; }
 default_issuer() { bao read -format=json pki_int/config/issuers | jq -r .data.default; }
 # issue NAME TTL: certificate (and chain) from pki_int/issue/minibus-server, as root
@@ -110,7 +115,7 @@ if rotate retire "$work/retire3.log" && grep -qE 'changed=0 .*failed=0' "$work/r
 else
     not_ok "a second retire has nothing to do (changed=0)" "$(grep -E '^localhost' "$work/retire3.log")"
 fi
-if ansible-playbook -i localhost, playbooks/ca_rotate.yml >"$work/nostep.log" 2>&1; then
+if ansible-playbook -i localhost, playbooks/ca_rotate.yml -e minibus_vault_ca_cert="$VAULT_CACERT" >"$work/nostep.log" 2>&1; then
     not_ok "without minibus_ca_step the playbook refuses"
 else
     ok "without minibus_ca_step the playbook refuses: $(msg "$work/nostep.log")"
