@@ -290,6 +290,7 @@ refused "the host token is spent after 5 requests (token_num_uses)" as "$t" toke
 t=$(new_host_token)
 info=$(bao token lookup -format=json "$t" | jq -c '[.data.num_uses, .data.ttl <= 300, .data.explicit_max_ttl]')
 check "a fresh host token: 5 uses, lives <= 5 min: $info" test "$info" == '[5,true,0]'
+# shellcheck disable=SC2016  # $1 is expanded by the inner bash
 refused "a host token renews itself beyond 5 min (token_max_ttl)" \
     bash -c 'VAULT_TOKEN="$1" BAO_TOKEN="$1" bao token renew -format=json -increment=1h | jq -e ".auth.lease_duration > 300"' _ "$t"
 refused "a client mints a secret id for the log server's AppRole" as "$t" write -wrap-ttl=1m -force "$log_sid_path"
