@@ -383,6 +383,10 @@ live=$(bao list -format=json auth/approle/role/minibus-generate-sign-server-keys
             secret_id_accessor="$a" | jq -r '.data.metadata.host // "-"'
     done | sort | uniq -c | tr -s ' ' | tr '\n' ';')
 check "the live accessors listing names the host: $live" grep -q 'host7.minibus.test' <<<"$live"
+# the audit log names the host at login (auth.metadata is not HMAC'd, unlike request data)
+bao write -format=json auth/approle/login role_id=minibus/csr secret_id="$(jq -r '.data.secret_id' <<<"$u")" >/dev/null 2>&1
+check "the audit log names the host of a login: $(grep -c 'host7.minibus.test' "$work/bao/audit.log") line(s)" \
+    grep -q '"host":"host7.minibus.test"' "$work/bao/audit.log"
 
 w=$(mint_lookup "cidr_list=['10.0.0.0/8']")
 if [[ -n "$w" ]] && ! login_with "$w" >/dev/null; then
