@@ -350,7 +350,8 @@ class Bench(object):
         self.root = Vault(self.url, "root", self.ca_cert)
         self.audit = Audit(os.path.join(self.vault_dir, "audit.log"))
         log("OpenBao dev server at %s" % self.url)
-        wall = run_cmd(["ansible-playbook", BOOTSTRAP, "-e", "minibus_vault_ca_cert=%s" % self.ca_cert],
+        wall = run_cmd(["ansible-playbook", BOOTSTRAP, "-e", "minibus_vault_ca_cert=%s" % self.ca_cert,
+                        "-e", "minibus_vault_trust_anchor_dest=%s" % os.path.join(self.tmp, "root-ca.pem")],
                        self.env(VAULT_ADDR=self.url, VAULT_TOKEN="root"),
                        self.tmp, self.logfile)
         log("bootstrapped with vault_bootstrap.yml in %.1f s" % wall)

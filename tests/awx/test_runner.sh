@@ -65,7 +65,7 @@ curl -fsS --cacert "$vault_ca" "$("$lab" vault-url)/v1/pki/ca/pem" >"$LAB_DIR/pk
 if [ -s "$LAB_DIR/pki-root.pem" ] && ! cmp -s "$cacert" "$LAB_DIR/pki-root.pem"; then ok "VAULT_CACERT is not the PKI root CA"; else ko "VAULT_CACERT is the PKI root CA"; fi
 addr="$(python3 -c 'import sys,yaml; print(yaml.safe_load(open(sys.argv[1]))["VAULT_ADDR"])' "$env_file")"
 if [[ "$addr" == https://* ]]; then ok "VAULT_ADDR is $addr (verified HTTPS)"; else ko "VAULT_ADDR is $addr"; fi
-if grep -q "minibus_certs_role_id: minibus/csr" "$LAB_DIR/runner/env/extravars"; then ok "extra_vars minibus_certs_role_id"; else ko "extravars"; fi
+if grep -q "minibus_site_client_role_id: minibus/csr" "$LAB_DIR/runner/env/extravars"; then ok "extra_vars minibus_site_client_role_id"; else ko "extravars"; fi
 
 if "$lab" run second; then
   s="$(stats second)"

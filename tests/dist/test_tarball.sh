@@ -69,7 +69,7 @@ python3 "$repo/tools/devbao.py" start "$work/bao" >/dev/null
 addr="$(cat "$work/bao/url")" cacert="$work/bao/ca.pem"
 if [[ "$addr" == https://* ]]; then ok "dev server at $addr (CA $cacert)"; else ko "dev server URL '$addr' is not https"; fi
 if VAULT_ADDR="$addr" VAULT_TOKEN=root ansible-playbook -i localhost, minibus.pki.vault_bootstrap \
-     -e minibus_vault_ca_cert="$cacert" >"$work/bootstrap.log" 2>&1; then
+     -e minibus_vault_ca_cert="$cacert" -e minibus_vault_trust_anchor_dest="$work/root-ca.pem" >"$work/bootstrap.log" 2>&1; then
   ok "minibus.pki.vault_bootstrap (installed copy)"
 else
   tail -n 30 "$work/bootstrap.log" >&2; ko "vault_bootstrap"; log "$pass passed, $fail failed"; exit 1

@@ -5,7 +5,8 @@
     python3 tools/demo/awx_credential.py awx/credential_type.yml PRIVATE_DATA_DIR
 
 Inputs come from the environment: CRED_VAULT_URL, CRED_BROKER_TOKEN_FILE, CRED_CA_BUNDLE_FILE (the
-CA that signed Vault's TLS certificate), CRED_ROLE_ID (optional), COLLECTIONS, CONTAINERS_CONF.
+CA that signed Vault's TLS certificate), CRED_ROLE_ID (optional), COLLECTIONS, CONTAINERS_CONF;
+JOB_TRUST_ANCHOR_FILE (optional) becomes the job template's extra var minibus_site_trust_anchor_file.
 The injectors of the credential type are rendered with AWX's sandboxed Jinja2, so the real
 injector definitions are what is tested. Writes env/envvars, env/extravars and the injected files.
 """
@@ -43,6 +44,11 @@ for key, tmpl in (inj.get("file") or {}).items():
 ns["tower"] = {"filename": files if len(files) > 1 or "cred" not in files else files["cred"]}
 envvars = {k: env.from_string(v).render(**ns) for k, v in (inj.get("env") or {}).items()}
 extravars = {k: env.from_string(v).render(**ns) for k, v in (inj.get("extra_vars") or {}).items()}
+# The job template's own extra vars (not the credential's): the root CA the lab's bootstrap wrote,
+# which every host pins (site.yml's default, ~/.minibus.pki/root-ca.pem, is shared by every bootstrap
+# run on this machine).
+if os.environ.get("JOB_TRUST_ANCHOR_FILE"):
+    extravars["minibus_site_trust_anchor_file"] = os.environ["JOB_TRUST_ANCHOR_FILE"]
 # Runner plumbing (not from the credential): where the collection is, no colour.
 envvars.update({"ANSIBLE_COLLECTIONS_PATH": os.environ["COLLECTIONS"], "ANSIBLE_NOCOLOR": "1",
                 "ANSIBLE_FORCE_COLOR": "0", "CONTAINERS_CONF": os.environ["CONTAINERS_CONF"]})

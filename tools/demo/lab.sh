@@ -122,7 +122,7 @@ bootstrap() {
   log "configuring PKI + AppRole with minibus.pki.vault_bootstrap (installed copy, root token)"
   ANSIBLE_COLLECTIONS_PATH="$LAB_DIR/collections" VAULT_ADDR="$VAULT_URL" VAULT_TOKEN=root \
     ansible-playbook -i localhost, minibus.pki.vault_bootstrap -e minibus_vault_ca_cert="$LAB_DIR/vault-tls/ca.pem" \
-    >"$LAB_DIR/bootstrap.log" 2>&1 ||
+    -e minibus_vault_trust_anchor_dest="$LAB_DIR/root-ca.pem" >"$LAB_DIR/bootstrap.log" 2>&1 ||
     { tail -n 30 "$LAB_DIR/bootstrap.log" >&2; die "vault_bootstrap failed"; }
   grep -E '^localhost' "$LAB_DIR/bootstrap.log" | sed 's/^/  /' >&2 || true
   log "creating a broker token (policy minibus-broker, not root) for the controller"
@@ -189,6 +189,7 @@ render_credential() {
   local pdd="$1"
   CRED_VAULT_URL="$VAULT_URL" CRED_BROKER_TOKEN_FILE="$LAB_DIR/broker-token" \
   CRED_CA_BUNDLE_FILE="$LAB_DIR/vault-tls/ca.pem" CRED_ROLE_ID="${CRED_ROLE_ID:-}" \
+  JOB_TRUST_ANCHOR_FILE="$LAB_DIR/root-ca.pem" \
   COLLECTIONS="$LAB_DIR/collections" python3 "$repo/tools/demo/awx_credential.py" "$repo/awx/credential_type.yml" "$pdd"
 }
 
