@@ -41,6 +41,14 @@ class WrappingTokenRejected(MinibusError):
     """A wrapping token is invalid, used, expired, or was created at an unexpected path."""
 
 
+class InvalidAnswer(MinibusError):
+    """Vault answered, but the answer fails a check (names, validity, chain, key, size, format)."""
+
+
+class CappedTtl(InvalidAnswer):
+    """Vault issued for less than the ttl asked (the PKI role's max_ttl is lower)."""
+
+
 class InvalidInput(MinibusError):
     """Options that cannot work, found before any network call."""
 

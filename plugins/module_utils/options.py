@@ -20,6 +20,7 @@ CONNECTION_SPEC = dict(
     namespace=dict(type="str"),
     timeout=dict(type="int", default=30),
     retries=dict(type="int", default=3),
+    allow_insecure_http=dict(type="bool", default=False),
 )
 
 AUTH_SPEC = dict(
@@ -76,19 +77,50 @@ def _first(environ, variables):
     return None
 
 
+def _whole_number(params, name):
+    """Coerce "30" to 30 in place (renewer config, survey answers); one sentence for anything else."""
+    value = params.get(name)
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.lstrip("-").isdigit():
+        raise InvalidInput("%s %r is not a whole number: give it like 30." % (name, value))
+    params[name] = int(text)
+
+
 def validate_connection(params):
-    """Check connection options before any network call."""
+    """Check connection options before any network call (coerces timeout/retries given as strings)."""
     url = params.get("url")
     if not url:
         raise InvalidInput("No Vault address: set url, or VAULT_ADDR (or BAO_ADDR) in the environment.")
-    if not (url.startswith("https://") or url.startswith("http://")) or len(url.split("://", 1)[1].strip("/")) == 0:
+    if not isinstance(url, str) or not (url.startswith("https://") or url.startswith("http://")) \
+            or len(url.split("://", 1)[1].strip("/")) == 0:
         raise InvalidInput(
             "The Vault address %r is not an http(s) URL: give it as https://host:8200." % url
         )
+    if url.startswith("http://") and not params.get("allow_insecure_http"):
+        raise InvalidInput(
+            "The Vault address %s is plain http: secret ids, tokens and the CA would cross the network in clear; "
+            "use https://, or set allow_insecure_http to true for a lab." % url
+        )
+    _whole_number(params, "timeout")
+    _whole_number(params, "retries")
     if params.get("timeout") is not None and params["timeout"] <= 0:
         raise InvalidInput("timeout must be a positive number of seconds.")
     if params.get("retries") is not None and params["retries"] < 0:
         raise InvalidInput("retries must be 0 or more.")
+
+
+def connection_warnings(params):
+    """What the shared connection options give up, as warnings for the module result or the journal."""
+    warnings = []
+    if params.get("validate_certs") is False:
+        warnings.append("validate_certs is false: Vault's TLS certificate is not checked, so anyone on the path can "
+                        "read the secret id and token; set ca_cert (or VAULT_CACERT) instead.")
+    if str(params.get("url") or "").startswith("http://"):
+        warnings.append("allow_insecure_http is set: secret ids and tokens cross the network in clear; use https:// "
+                        "outside a lab.")
+    return warnings
 
 
 def validate_auth(params, required=True):
@@ -116,6 +148,11 @@ def validate_auth(params, required=True):
         mount = params.get("auth_mount_point") or ""
         if not mount or mount.strip("/") != mount or " " in mount:
             raise InvalidInput("auth_mount_point %r is not a mount path such as approle." % mount)
+        if params.get("secret_id_wrapping_token") and not params.get("approle_name"):
+            raise InvalidInput(
+                "secret_id_wrapping_token needs approle_name (for example minibus-generate-sign-server-keys): a "
+                "wrapping token is unwrapped only when it was minted for that AppRole role."
+            )
         return "approle"
     if required:
         raise InvalidInput(

@@ -82,8 +82,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.minibus.pki.plugins.module_utils.errors import MinibusError
 from ansible_collections.minibus.pki.plugins.module_utils.options import (
-    AUTH_SPEC, CONNECTION_SPEC, resolve_env, validate_auth, validate_connection)
-from ansible_collections.minibus.pki.plugins.module_utils.vault import HVAC_IMPORT_ERROR, VaultClient, authenticate
+    AUTH_SPEC, CONNECTION_SPEC, connection_warnings, resolve_env, validate_auth, validate_connection)
+from ansible_collections.minibus.pki.plugins.module_utils.vault import HVAC_IMPORT_ERROR, authenticate, client_from_options
 
 
 def main():
@@ -102,8 +102,9 @@ def main():
         validate_auth(params)
         if module.check_mode:
             module.exit_json(changed=True, msg="would log in with AppRole role id %s" % params["role_id"])
-        client = VaultClient(params["url"], params["ca_cert"], params["validate_certs"], params["namespace"],
-                             params["timeout"], params["retries"])
+        for warning in connection_warnings(params):
+            module.warn(warning)
+        client = client_from_options(params)
         session = authenticate(client, params)
     except MinibusError as exc:
         module.fail_json(msg=exc.message)
