@@ -10,6 +10,14 @@ __metaclass__ = type
 class ModuleDocFragment(object):
     DOCUMENTATION = r"""
 options:
+  auth_method:
+    description:
+      - How to log in to Vault. C(token) uses O(token) as it is; C(approle) logs in with O(role_id) and a
+        secret id (O(secret_id), O(secret_id_wrapping_token), or the renewer's stored one).
+      - When not set, the method is the one whose credential is given (a token, or an AppRole secret id).
+        Credentials of another method next to the chosen one are refused.
+    type: str
+    choices: [approle, token]
   token:
     description:
       - A Vault token to use as it is. Falls back to E(VAULT_TOKEN), then E(BAO_TOKEN), but only when no
@@ -31,7 +39,7 @@ options:
       - A response-wrapping token that holds the secret id.
       - It is looked up first and refused unless its creation path is exactly
         C(auth/<auth_mount_point>/role/<approle_name>/secret-id); only then is it unwrapped.
-        Needs O(approle_name): a token minted for any other AppRole role on the mount is refused.
+        Needs O(approle_name); a token minted for any other AppRole role on the mount is refused.
     type: str
   approle_name:
     description:

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Private to minibus.pki: no compatibility promise to other collections.
 """Keys, CSRs, certificate parsing and the renewal decision. Works with cryptography 38 (Debian 12) and newer."""
 
 from __future__ import absolute_import, division, print_function
@@ -412,8 +413,8 @@ def check_issued(answer, key, request, trust_anchors=None, now=None):
 def _check_names(cert, request):
     cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     if cns != [request["common_name"]]:
-        raise _refuse("the certificate is for CN %s, not the %s asked for" % (", ".join(cns) or "(none)",
-                                                                            request["common_name"]))
+        got = ", ".join(cns) or "(none)"
+        raise _refuse("the certificate is for CN %s, not the %s asked for" % (got, request["common_name"]))
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:

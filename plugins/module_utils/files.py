@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Private to minibus.pki: no compatibility promise to other collections.
 """Files that belong together change together.
 
 Every issuance is written, complete and fsynced, into a fresh version directory; one symlink,
@@ -160,11 +161,10 @@ class CertStore:
                 continue
             followed = os.stat(path)
             if st.st_uid != owner_uid or followed.st_uid != owner_uid:
+                other = followed.st_uid if followed.st_uid != owner_uid else st.st_uid
                 raise MinibusError("%s belongs to uid %d, and root does not work in a directory another account can "
                                    "change: set owner (and group) to that account so the module works as it; "
-                                   "nothing was requested from Vault." % (path, followed.st_uid
-                                                                           if followed.st_uid != owner_uid
-                                                                           else st.st_uid))
+                                   "nothing was requested from Vault." % (path, other))
 
     def read(self):
         """The content (bytes) now visible at each public path, or None where there is none."""

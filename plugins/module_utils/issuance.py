@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Private to minibus.pki: no compatibility promise to other collections.
 """ensure_certificate(): the one flow behind the vault_pki_issue module and the on-host renewer.
 
 decide (no Vault request while the certificate is good) -> authenticate -> rotate the secret id and
@@ -15,7 +16,7 @@ import grp
 import os
 import pwd
 
-from . import _privdrop, certs, secret_store, vault
+from . import _authenticator, _privdrop, certs, secret_store, vault
 from .errors import InvalidAnswer, InvalidInput, MinibusError, SecretIdRejected
 from .files import STORE_DIR, CertStore, exclusive_lock
 from .options import connection_warnings, validate_auth, validate_connection
@@ -170,6 +171,10 @@ def _ensure(p, check_mode, now):
             raise InvalidInput("The directory %s of cert_path does not exist: create it owned by %s (the "
                                "minibus_certs role does), since root leaves the store to its owner; nothing was "
                                "requested from Vault." % (cert_dir, p.get("owner")))
+    if p.get("ca_cert") and not os.access(p["ca_cert"], os.R_OK):
+        raise InvalidInput("ca_cert %s cannot be read by uid %d, which runs the issuance: make it readable (a CA "
+                           "certificate is public; mode 0644 in a directory others can enter); nothing was requested "
+                           "from Vault." % (p["ca_cert"], os.geteuid()))
     p["trust_anchors"], p["trust_anchor_pem"] = ((certs.load_trust_anchors(p["trust_anchor_path"]))
                                                  if p.get("trust_anchor_path") else (None, None))
     _store_of(p).check_writable()
@@ -247,7 +252,7 @@ def _credentials(p, auth_method):
 def _run(client, p, auth_method, decision, result):
     credentials, stored = _credentials(p, auth_method)
     try:
-        session = vault.authenticate(client, credentials)
+        session = _authenticator.authenticate(client, credentials)
     except SecretIdRejected:
         if stored is not None:
             secret_store.mark(p["secret_id_store"], stored, secret_store.CONSUMED, p["uid"], p["gid"])
@@ -275,8 +280,10 @@ def _run(client, p, auth_method, decision, result):
 def _rotate_secret_id(client, session, p):
     """Mint the next secret id (wrapped), check where it came from, persist it before anything else."""
     mount = p.get("auth_mount_point") or "approle"
+    # Metadata naming the host shows in the audit log and on the accessor (spotting ids nobody owns).
+    metadata = {"host": p["common_name"], "minted_by": p.get("minted_by") or "vault_pki_issue"}
     wrap = vault.mint_wrapped_secret_id(client, session.token, p["approle_name"], mount,
-                                        p.get("secret_id_wrap_ttl") or "60s")
+                                        p.get("secret_id_wrap_ttl") or "60s", metadata=metadata)
     # Minted a moment ago over this connection: its creation path is in the minting answer, so no
     # lookup request is needed to check it (5 requests per renewal instead of 6).
     data = vault.unwrap_secret_id(client, wrap["token"], mount, p["approle_name"],
@@ -330,4 +337,3 @@ def _issue_and_install(client, session, p, result):
 def _pem(text):
     text = (text or "").strip()
     return text + "\n" if text else ""
-

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Private to minibus.pki: no compatibility promise to other collections.
 """The options every minibus.pki plugin shares, and their one table of environment fallbacks.
 
 Plain data in Ansible's argument_spec format so that modules can use it directly, while the lookup
@@ -24,6 +25,7 @@ CONNECTION_SPEC = dict(
 )
 
 AUTH_SPEC = dict(
+    auth_method=dict(type="str", choices=["approle", "token"]),
     token=dict(type="str", no_log=True),
     role_id=dict(type="str"),
     secret_id=dict(type="str", no_log=True),
@@ -54,14 +56,18 @@ def resolve_env(params, environ):
     credential is given.
     """
     explicit_credential = any(params.get(name) for name in _CREDENTIALS)
+    method = params.get("auth_method")
     for option, variables in ENV_FALLBACKS:
         if params.get(option) not in (None, ""):
             continue
         if option in _CREDENTIALS and explicit_credential:
             continue
+        if (option == "token" and method == "approle") or (option == "secret_id" and method == "token"):
+            continue
         if option == "secret_id" and not params.get("role_id"):
             continue
-        if option == "token" and params.get("role_id") and _first(environ, ("MINIBUS_CSR_SECRET_ID",)):
+        if option == "token" and method != "token" and params.get("role_id") \
+                and _first(environ, ("MINIBUS_CSR_SECRET_ID",)):
             continue
         value = _first(environ, variables)
         if value:
@@ -126,37 +132,8 @@ def connection_warnings(params):
 def validate_auth(params, required=True):
     """Check that the credentials form exactly one usable method, before any network call.
 
-    Returns "token", "approle" or None (no credentials, allowed when required is False).
+    Returns the auth method's name ("token", "approle") or None (no credentials, allowed when required is
+    False). The rules of each method live in its own _auth_<name>.py.
     """
-    given = [name for name in _CREDENTIALS if params.get(name)]
-    if params.get("token") and len(given) > 1:
-        raise InvalidInput(
-            "Both a token and AppRole credentials were given: use either token or role_id with "
-            "secret_id/secret_id_wrapping_token, not both."
-        )
-    if params.get("secret_id") and params.get("secret_id_wrapping_token"):
-        raise InvalidInput(
-            "Both secret_id and secret_id_wrapping_token were given: pass only one of them."
-        )
-    if params.get("token"):
-        return "token"
-    if params.get("secret_id") or params.get("secret_id_wrapping_token"):
-        if not params.get("role_id"):
-            raise InvalidInput(
-                "AppRole login needs role_id (for example minibus/csr) next to the secret id."
-            )
-        mount = params.get("auth_mount_point") or ""
-        if not mount or mount.strip("/") != mount or " " in mount:
-            raise InvalidInput("auth_mount_point %r is not a mount path such as approle." % mount)
-        if params.get("secret_id_wrapping_token") and not params.get("approle_name"):
-            raise InvalidInput(
-                "secret_id_wrapping_token needs approle_name (for example minibus-generate-sign-server-keys): a "
-                "wrapping token is unwrapped only when it was minted for that AppRole role."
-            )
-        return "approle"
-    if required:
-        raise InvalidInput(
-            "No Vault credentials: set token (or VAULT_TOKEN), or role_id with secret_id "
-            "(or MINIBUS_CSR_SECRET_ID) or secret_id_wrapping_token."
-        )
-    return None
+    from . import _authenticator  # pylint: disable=import-outside-toplevel  (it imports vault, which imports us)
+    return _authenticator.validate(params, required)

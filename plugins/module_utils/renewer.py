@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Private to minibus.pki: no compatibility promise to other collections.
 """The on-host renewer: no Ansible, the same ensure_certificate() as the vault_pki_issue module.
 
 Run by minibus-certs-renew.service as the unprivileged renewal account. Reads a JSON config whose keys
@@ -67,6 +68,7 @@ def main(argv=None, environ=None):
     environ = os.environ if environ is None else environ
     try:
         params = resolve_env(load_config(args.config), environ)
+        params["minted_by"] = "renewer"
         if args.force:
             params["force"] = True
         result = ensure_certificate(params, check_mode=args.check)

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Private to minibus.pki: no compatibility promise to other collections.
 """The one Vault (and OpenBao) client of minibus.pki: HTTP, retries, error mapping and every call.
 
 HTTP goes through hvac's RawAdapter (requests underneath), whose constructor and request() are the
@@ -372,16 +373,9 @@ def revoke_self(client, token):
 
 
 def authenticate(client, params):
-    """Turn the shared authentication options into a Session (validated already by options.validate_auth)."""
-    if params.get("token"):
-        client.remember_secret(params["token"])
-        return Session(params["token"], owned=False)
-    mount = params.get("auth_mount_point") or "approle"
-    secret_id = params.get("secret_id")
-    if params.get("secret_id_wrapping_token"):
-        secret_id = unwrap_secret_id(client, params["secret_id_wrapping_token"], mount,
-                                     params.get("approle_name"))["secret_id"]
-    return approle_login(client, params["role_id"], secret_id, mount)
+    """Turn the shared authentication options into a Session (one file per method: _auth_<name>.py)."""
+    from . import _authenticator  # pylint: disable=import-outside-toplevel  (each method imports this module)
+    return _authenticator.authenticate(client, params)
 
 
 # --- PKI --------------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def test_a_good_answer_is_installed_with_the_pinned_anchor(fake, params):
 def _chunked_forever(wfile):
     try:
         chunk = b"x" * 65536
-        for _ in range(48):  # 3 MiB, chunked: no Content-Length to go by
+        for _chunk_number in range(48):  # 3 MiB, chunked: no Content-Length to go by
             wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         wfile.write(b"0\r\n\r\n")
     except (BrokenPipeError, ConnectionResetError, OSError):

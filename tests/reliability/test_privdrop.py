@@ -51,7 +51,7 @@ def anchor(vault):
     os.chmod(directory, 0o755)
     path = os.path.join(directory, "root.pem")
     with open(path, "w") as handle:
-        handle.write(requests.get(vault.url + "/v1/pki/ca/pem", timeout=10).text.strip() + "\n")
+        handle.write(requests.get(vault.url + "/v1/pki/ca/pem", timeout=10, verify=vault.ca_cert).text.strip() + "\n")
     os.chmod(path, 0o644)
     yield path
     shutil.rmtree(directory, ignore_errors=True)
@@ -96,7 +96,12 @@ class Host(object):
         with open(os.path.join(self.root_dir, "passwd"), "w") as handle:
             handle.write("root:x:0:0\n")
         self.account = account
+        # Vault's TLS CA where the role puts it: readable by the account.
+        self.ca_cert = os.path.join(self.base, "vault-ca.pem")
+        shutil.copyfile(vault.ca_cert, self.ca_cert)
+        os.chmod(self.ca_cert, 0o644)
         self.params = dict(host_params(vault, self.host), owner=account.pw_name, trust_anchor_path=anchor,
+                           ca_cert=self.ca_cert,
                            fullchain_path=os.path.join(self.host, "tls", "fullchain.pem"),
                            allow_insecure_http=vault.url.startswith("http://"))
         self.vault = vault
@@ -148,6 +153,13 @@ def test_missing_cert_dir_is_one_sentence(host):
         host.bootstrap()
     assert "does not exist: create it owned by %s" % host.account.pw_name in info.value.message
     assert host.outside() == before
+
+
+def test_a_ca_cert_the_owner_cannot_read_is_one_sentence(host):
+    os.chmod(host.ca_cert, 0o600)
+    with pytest.raises(MinibusError) as info:
+        host.bootstrap()
+    assert "ca_cert %s cannot be read by uid %d" % (host.ca_cert, host.account.pw_uid) in info.value.message
 
 
 def test_root_without_owner_refuses_the_accounts_store(host):

@@ -20,6 +20,7 @@ from ansible_collections.minibus.pki.plugins.module_utils.errors import CappedTt
 UTC = datetime.timezone.utc
 NOW = datetime.datetime.now(UTC).replace(microsecond=0)
 HOUR = datetime.timedelta(hours=1)
+JUNK = "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n"
 
 
 def _pem(cert):
@@ -102,8 +103,7 @@ def _bad(pki, name):
         "missing SAN": (_answer(pki), host_key, _request(alt_names=["alias.example.org"])),
         "other key": (_answer(pki), other_key, _request()),
         "far too long": (_answer(pki, _leaf(host_key, i, ik, lifetime=240 * HOUR)), host_key, _request()),
-        "junk PEM": (_answer(pki, certificate="-----BEGIN CERTIFICATE-----\nnot base64 at all\n"
-                                             "-----END CERTIFICATE-----\n"), host_key, _request()),
+        "junk PEM": (_answer(pki, certificate=JUNK), host_key, _request()),
         "not PEM": (_answer(pki, certificate="hello"), host_key, _request()),
         "non-ASCII chain": (_answer(pki, ca_chain=[_pem(i).replace("-----END", "\u00e9-----END")]), host_key,
                             _request()),
@@ -161,8 +161,9 @@ def test_trust_anchor_file(tmp_path, pki):
     assert len(anchors) == 1 and text == _pem(pki["root"])
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate")
-    for path, needle in ((str(junk), "holds no readable PEM certificate"), (str(tmp_path / "missing.pem"),
-                                                                           "Could not read trust_anchor_path")):
+    cases = ((str(junk), "holds no readable PEM certificate"),
+             (str(tmp_path / "missing.pem"), "Could not read trust_anchor_path"))
+    for path, needle in cases:
         with pytest.raises(InvalidInput) as info:
             certs.load_trust_anchors(path)
         assert needle in info.value.message
