@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Play the renewal account against root on a role-built host (Molecule, adversarial.yml).
