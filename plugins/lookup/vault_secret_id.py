@@ -34,10 +34,16 @@ options:
     type: str
     default: 120s
   metadata:
-    description: Metadata stored with the secret id (shown in Vault's audit log and secret id lookups).
+    description:
+      - "Metadata stored with the secret id (shown in Vault's audit log and secret id accessor lookups). Name the
+        host it is for, for example C({'host': inventory_hostname}), so that live secret ids can be counted per host."
+      - Values must be strings.
     type: dict
   cidr_list:
-    description: CIDR blocks the secret id may be used from.
+    description:
+      - CIDR blocks the secret id may be used from (AppRole C(cidr_list)), as Vault sees the client's address;
+        behind NAT that is the NAT's address. Must lie within the AppRole role's C(secret_id_bound_cidrs), if set.
+      - A login from any other address is refused.
     type: list
     elements: str
 """
@@ -48,7 +54,7 @@ EXAMPLES = r"""
     role_id: minibus/csr
     approle_name: minibus-generate-sign-server-keys
     secret_id_wrapping_token: "{{ lookup('minibus.pki.vault_secret_id', 'minibus-generate-sign-server-keys',
-                                  metadata={'host': inventory_hostname}) }}"
+                                  metadata={'host': inventory_hostname}, cidr_list=['192.0.2.0/24']) }}"
     common_name: "{{ ansible_facts['fqdn'] }}"
     cert_path: /var/lib/minibus-certs/tls/cert.pem
     key_path: /var/lib/minibus-certs/tls/key.pem

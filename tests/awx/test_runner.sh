@@ -59,7 +59,7 @@ for k in VAULT_ADDR VAULT_CACERT VAULT_TOKEN; do
 done
 cacert="$(python3 -c 'import sys,yaml; print(yaml.safe_load(open(sys.argv[1]))["VAULT_CACERT"])' "$env_file")"
 if cmp -s "$cacert" "$LAB_DIR/vault-ca.pem"; then ok "VAULT_CACERT file holds the credential's CA bundle"; else ko "VAULT_CACERT file"; fi
-if grep -q "minibus_certs_role_id: minibus/csr" "$LAB_DIR/runner/env/extravars"; then ok "extra_vars minibus_certs_role_id"; else ko "extravars"; fi
+if grep -q "minibus_site_client_role_id: minibus/csr" "$LAB_DIR/runner/env/extravars"; then ok "extra_vars minibus_site_client_role_id"; else ko "extravars"; fi
 
 if "$lab" run second; then
   s="$(stats second)"

@@ -17,6 +17,7 @@ echo "== configuring it with playbooks/vault_bootstrap.yml"
 ANSIBLE_COLLECTIONS_PATH="$(dirname "$(dirname "$(dirname "$coll")")")" \
   ansible-playbook -i localhost, "$here/playbooks/vault_bootstrap.yml" \
   -e minibus_vault_url="$VAULT_ADDR" -e minibus_vault_ca_cert="$VAULT_CACERT" -e minibus_vault_token=root \
+  -e minibus_vault_allow_ip_sans=true -e minibus_vault_trust_anchor_dest="$state/root-ca.pem" \
   >"$state/bootstrap.log" || { tail -30 "$state/bootstrap.log"; exit 1; }
 broker=$(BAO_TOKEN=root bao token create -policy=minibus-broker -ttl=1h -field=token)
 

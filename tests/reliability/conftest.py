@@ -111,7 +111,8 @@ class Vault(object):
             [os.path.join(BIN_DIR, "ansible-playbook"), "-i", "localhost,",
              os.path.join(REPO_ROOT, "playbooks", "vault_bootstrap.yml"),
              "-e", "minibus_vault_url=%s" % self.url, "-e", "minibus_vault_ca_cert=%s" % self.ca_cert,
-             "-e", "minibus_vault_token=%s" % ROOT_TOKEN],
+             "-e", "minibus_vault_token=%s" % ROOT_TOKEN,
+             "-e", "minibus_vault_trust_anchor_dest=%s" % os.path.join(self.dir, "root-ca.pem")],
             check=False, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
             timeout=300)
         assert out.returncode == 0, out.stdout[-3000:]
