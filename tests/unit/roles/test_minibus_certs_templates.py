@@ -1,0 +1,111 @@
+# -*- coding: utf-8 -*-
+# Copyright: minibus.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The minibus_certs role's templates, rendered by Ansible's own templating with the role's defaults.
+
+renewer.json: numbers given as strings (-e minibus_certs_vault_timeout=30, an AWX survey) must come out as
+integers, or every renewal fails (issue 11). minibus-tls.conf: the names rsyslog 8.2302 knows, checked with
+the real `rsyslogd -N1`, the pinned root as CA file and the full chain as certificate file.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+ROLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "roles", "minibus_certs")
+
+
+def _trusted(value):
+    if isinstance(value, str):
+        return trust_as_template(value)
+    if isinstance(value, dict):
+        return dict((k, _trusted(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [_trusted(v) for v in value]
+    return value
+
+
+def _render(template, **overrides):
+    variables = {}
+    for name in ("defaults/main.yml", "vars/main.yml"):
+        with open(os.path.join(ROLE, name)) as handle:
+            variables.update(yaml.safe_load(handle))
+    variables.update(minibus_certs_vault_url="https://vault.example.org:8200", minibus_certs_rsyslog_role="client",
+                     minibus_certs_rsyslog_server_address="logs.example.org",
+                     minibus_certs_rsyslog_permitted_peers=["logs.example.org"],
+                     minibus_certs_trust_anchor="-----BEGIN CERTIFICATE-----\n...", ansible_managed="managed",
+                     ansible_facts={"fqdn": "host.example.org"}, ansible_check_mode=False)
+    variables.update(overrides)
+    with open(os.path.join(ROLE, "templates", template)) as handle:
+        text = handle.read()
+    templar = Templar(loader=DataLoader(), variables=_trusted(variables))
+    return templar.template(trust_as_template(text))
+
+
+@pytest.mark.parametrize("timeout, retries", [("30", "2"), (30, 2)])
+def test_renewer_config_numbers_are_integers(timeout, retries):
+    config = json.loads(_render("renewer.json.j2", minibus_certs_vault_timeout=timeout,
+                                minibus_certs_vault_retries=retries))
+    assert config["timeout"] == 30 and config["retries"] == 2
+
+
+def test_renewer_config_leaves_unset_numbers_out_and_pins_the_root():
+    config = json.loads(_render("renewer.json.j2"))
+    assert "timeout" not in config and "retries" not in config
+    assert config["trust_anchor_path"] == "/etc/minibus-certs/trust-anchor.pem"
+    assert config["fullchain_path"] == "/var/lib/minibus-certs/tls/fullchain.pem"
+    assert config["secret_id_store"] == "/var/lib/minibus-certs/state/secret-id.json"
+    assert config["stamp_path"] == "/var/lib/minibus-certs/state/renewed"
+    assert "ca_path" not in config and "allow_insecure_http" not in config
+
+
+def _self_signed(directory):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, u"root")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    paths = {}
+    for name, data in (("fullchain.pem", cert.public_bytes(serialization.Encoding.PEM)),
+                       ("trust-anchor.pem", cert.public_bytes(serialization.Encoding.PEM)),
+                       ("key.pem", key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()))):
+        paths[name] = os.path.join(directory, name)
+        with open(paths[name], "wb") as handle:
+            handle.write(data)
+    return paths
+
+
+@pytest.mark.skipif(shutil.which("rsyslogd") is None, reason="rsyslogd is not installed (apt: rsyslog rsyslog-gnutls)")
+@pytest.mark.parametrize("role", ["server", "client"])
+def test_rsyslog_snippet_is_valid_and_hardened(tmp_path, role):
+    paths = _self_signed(str(tmp_path))
+    text = _render("minibus-tls.conf.j2", minibus_certs_rsyslog_role=role, minibus_certs_tls_dir=str(tmp_path),
+                   __minibus_certs_trust_anchor_path=paths["trust-anchor.pem"],
+                   minibus_certs_rsyslog_remote_log=str(tmp_path / "remote.log"))
+    assert 'DefaultNetstreamDriverCAFile="%s"' % paths["trust-anchor.pem"] in text
+    assert 'DefaultNetstreamDriverCertFile="%s"' % paths["fullchain.pem"] in text
+    assert 'StreamDriver.PermitExpiredCerts="off"' in text
+    assert "gnutlsPriorityString=" in text and "+VERS-TLS1.2" in text
+    conf = tmp_path / "snippet.conf"
+    conf.write_text(text)
+    check = subprocess.run(["rsyslogd", "-N1", "-f", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           universal_newlines=True, check=False)
+    assert check.returncode == 0, check.stdout
+    assert "not known" not in check.stdout
