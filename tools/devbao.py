@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The one way this project starts a throw-away OpenBao dev server: always over verified HTTPS.
@@ -382,7 +381,7 @@ class DevBao(object):
 # --- command line -------------------------------------------------------------------------------
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="devbao.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="devbao.py", description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     start = sub.add_parser("start", help="start (or report the already running) server")
     start.add_argument("dir")

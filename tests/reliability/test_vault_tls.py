@@ -129,14 +129,14 @@ def test_tls_bad_inputs_fail_in_one_sentence_and_change_nothing(vault, bad_serve
         ("expired Vault certificate", bad_servers["expired"].url, bad_servers["expired"].ca_cert, "expired"),
     ]
     issue = []
-    for name, url, ca_cert, _ in cases:
+    for name, url, ca_cert, _reason in cases:
         host = tmp_path / name.replace(" ", "-")
         host.mkdir()
         issue.append(dict(name=name, url=url, ca_cert=ca_cert, dir=str(host), wrapping_token=vault.mint_wrapped("300s")))
-    lookup = [dict(name=name, url=url, ca_cert=ca_cert) for name, url, ca_cert, _ in cases]
+    lookup = [dict(name=name, url=url, ca_cert=ca_cert) for name, url, ca_cert, _reason in cases]
     issued, minted, output = run_cases(vault, tmp_path, issue, lookup)
 
-    for (name, url, _, reason), case in zip(cases, issue):
+    for (name, url, _ca, reason), case in zip(cases, issue):
         for kind, result in (("vault_pki_issue", issued[name]), ("lookup", minted[name])):
             msg = result.get("msg", "")
             assert result.get("failed"), "%s (%s) did not fail: %s" % (name, kind, result)
@@ -148,7 +148,7 @@ def test_tls_bad_inputs_fail_in_one_sentence_and_change_nothing(vault, bad_serve
         # a first run that fails writes no certificate, key, chain or secret id store (the lock
         # file the module takes before contacting Vault is the only thing it may leave)
         written = sorted(os.path.relpath(os.path.join(root, f), case["dir"])
-                         for root, _, files in os.walk(case["dir"]) for f in files)
+                         for root, _dirs, files in os.walk(case["dir"]) for f in files)
         assert written in ([], ["tls/.minibus/.lock"]), "%s: files written: %s" % (name, written)
         # nothing crossed the failed handshake: the wrapping token handed in is still unused
         assert wrapping_token_unused(vault, case["wrapping_token"]), name
@@ -175,7 +175,7 @@ def test_validate_certs_false_works(vault, tmp_path):
     host.mkdir()
     issue = [dict(name="validate_certs false", url=vault.url, validate_certs=False, dir=str(host),
                   wrapping_token=vault.mint_wrapped("300s"))]
-    issued, _, _ = run_cases(vault, tmp_path, issue, [])
+    issued = run_cases(vault, tmp_path, issue, [])[0]
     result = issued["validate_certs false"]
     assert not result.get("failed"), result.get("msg")
     assert result["changed"] and result["issued"], result
