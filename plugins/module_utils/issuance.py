@@ -146,7 +146,13 @@ def ensure_certificate(params, check_mode=False, now=None):
     validate_auth(p, required=False)
     if _privdrop.needs_drop(p["uid"]):
         # Root with another owner: all of the work, store and Vault alike, runs as that account.
-        gid = p["gid"] if p["gid"] != -1 else pwd.getpwuid(p["uid"]).pw_gid
+        gid = p["gid"]
+        if gid == -1:
+            try:
+                gid = pwd.getpwuid(p["uid"]).pw_gid
+            except KeyError:
+                raise InvalidInput("owner %s has no account on this host to take a group from: set group too."
+                                   % p.get("owner"))
         result = _privdrop.run_as(p["uid"], gid, _ensure, dict(p, uid=-1, gid=-1, privileges_dropped=True),
                                   check_mode, now)
         result["privileges_dropped"] = True

@@ -135,5 +135,6 @@ def validate_auth(params, required=True):
     Returns the auth method's name ("token", "approle") or None (no credentials, allowed when required is
     False). The rules of each method live in its own _auth_<name>.py.
     """
-    from . import _authenticator  # pylint: disable=import-outside-toplevel  (it imports vault, which imports us)
+    # Imported here: _authenticator imports vault, which imports this module.
+    from . import _authenticator  # pylint: disable=import-outside-toplevel
     return _authenticator.validate(params, required)

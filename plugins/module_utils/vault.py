@@ -374,7 +374,8 @@ def revoke_self(client, token):
 
 def authenticate(client, params):
     """Turn the shared authentication options into a Session (one file per method: _auth_<name>.py)."""
-    from . import _authenticator  # pylint: disable=import-outside-toplevel  (each method imports this module)
+    # Imported here: each method's file imports this module.
+    from . import _authenticator  # pylint: disable=import-outside-toplevel
     return _authenticator.authenticate(client, params)
 
 

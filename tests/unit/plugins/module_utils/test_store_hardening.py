@@ -152,3 +152,14 @@ def test_no_drop_when_not_root_or_same_account():
     assert not _privdrop.needs_drop(-1)
     assert not _privdrop.needs_drop(0)
     assert _privdrop.needs_drop(NOBODY) == (os.geteuid() == 0)
+
+
+@root_only
+def test_a_numeric_owner_without_an_account_needs_a_group(tmp_path):
+    from ansible_collections.minibus.pki.plugins.module_utils import issuance
+    params = {"url": "https://127.0.0.1:9", "common_name": "h.example.org", "cert_path": str(tmp_path / "c.pem"),
+              "key_path": str(tmp_path / "k.pem"), "owner": "4242424", "token": "t",
+              "engine_mount_point": "pki_int", "role_name": "minibus-server"}
+    with pytest.raises(MinibusError) as info:
+        issuance.ensure_certificate(params)
+    assert "owner 4242424 has no account on this host" in info.value.message
