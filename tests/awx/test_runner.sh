@@ -96,8 +96,17 @@ done
 # the hosts, and the broker token must appear nowhere in the -vvvv job output or the renewer's output.
 podman exec "$LAB-vault" cat /var/log/bao/audit.log >"$LAB_DIR/audit-raw.log"
 for host in server client; do
-  podman exec "$LAB-$host" sh -c 'cat /var/lib/minibus-certs/tls/.minibus/*/v-*/key.pem /var/lib/minibus-certs/secret-id.json' \
-    >>"$LAB_DIR/host-secrets.txt"
+  # where the role put them, from the renewer's own configuration: every key version and the store
+  podman exec "$LAB-$host" python3 -c '
+import glob, json, os, sys
+conf = json.load(open("/etc/minibus-certs/renewer.json"))
+tls = os.path.dirname(conf["key_path"])
+files = glob.glob(os.path.join(tls, ".minibus", "*", "v-*", os.path.basename(conf["key_path"])))
+if not files or not os.path.isfile(conf["secret_id_store"]):
+    sys.exit("no key versions under %s or no store %s" % (tls, conf["secret_id_store"]))
+for path in files + [conf["secret_id_store"]]:
+    sys.stdout.write(open(path).read() + "\n")
+' >>"$LAB_DIR/host-secrets.txt"
 done
 if python3 "$repo/tests/awx/leak_scan.py" --audit "$LAB_DIR/audit-raw.log" --secrets-file "$LAB_DIR/host-secrets.txt" \
      --secret "$(cat "$LAB_DIR/broker-token")" \
