@@ -122,7 +122,9 @@ detect_mirror() {
   done
 }
 host_suite="$(sed -n 's/^VERSION_CODENAME=//p' /etc/os-release 2>/dev/null | tr -d '"' || true)"
-MIRROR="${DEBIAN_MIRROR:-$( { detect_mirror "$SUITE"; [ -z "$host_suite" ] || detect_mirror "$host_suite"; } | head -n 1)}"
+# Not `| head -n 1`: with pipefail its SIGPIPE to the writer would fail the script.
+mirrors="$(detect_mirror "$SUITE"; [ -z "$host_suite" ] || detect_mirror "$host_suite")"
+MIRROR="${DEBIAN_MIRROR:-${mirrors%%$'\n'*}}"
 [ -n "$MIRROR" ] || die "no Debian mirror for $SUITE${host_suite:+ or $host_suite} found in /etc/apt/sources.list*; set DEBIAN_MIRROR"
 log "Debian mirror: $MIRROR"
 
