@@ -13,7 +13,7 @@ export ANSIBLE_NOCOLOR := 1
 # The collection has to live under ansible_collections/<namespace>/<name> for ansible-test.
 COLL_DIR := $(CURDIR)/build/ansible_collections/minibus/pki
 
-.PHONY: venv test test-unit test-bootstrap sanity lint test-integration test-reliability test-molecule \
+.PHONY: venv test test-unit test-bootstrap sanity sanity-matrix lint test-platform test-integration test-reliability test-molecule \
 	demo demo-clean dist test-dist test-awx bench collection-copy clean
 
 venv: $(STAMP)
@@ -23,7 +23,7 @@ $(STAMP): requirements-dev.txt
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
 	touch $@
 
-test: test-unit test-bootstrap sanity lint test-integration test-reliability test-dist test-molecule test-awx
+test: test-unit test-bootstrap sanity sanity-matrix lint test-platform test-integration test-reliability test-dist test-molecule test-awx
 
 test-unit: $(STAMP)
 	python -m pytest -q tests/unit bench/test_fleet_sim.py
@@ -71,6 +71,24 @@ sanity: $(STAMP) collection-copy
 	cd $(COLL_DIR) && ansible-test sanity --local --python 3.11 --color no \
 		$(foreach t,$(SANITY_SKIP),--skip-test $(t))
 
+# The rest of the tested ansible-core range (requirements-dev.txt, `# sanity-matrix:` lines; the
+# lowest is meta/runtime.yml's requires_ansible): ansible-test sanity with each, from its own
+# venv build/venv-ansible-core-<version> (made once, about 20 s each).
+SANITY_MATRIX := $(shell sed -n 's/^\# sanity-matrix: *ansible-core==//p' requirements-dev.txt)
+sanity-matrix: collection-copy
+	for v in $(SANITY_MATRIX); do \
+		venv=$(CURDIR)/build/venv-ansible-core-$$v; \
+		test -x $$venv/bin/ansible-test || { rm -rf $$venv; $(PYTHON) -m venv $$venv; \
+			$$venv/bin/pip install -q ansible-core==$$v; }; \
+		pipv=$$(sed -n "s/^ *pip='\([0-9.]*\)',.*/\1/p" \
+			$$venv/lib/python3*/site-packages/ansible_test/_internal/python_requirements.py); \
+		f=$(ANSIBLE_TEST_CACHE)/get_pip_$${pipv//./_}.py; \
+		if [ -n "$$pipv" ] && [ ! -s "$$f" ]; then mkdir -p $(ANSIBLE_TEST_CACHE); printf '%s\n' "$$GET_PIP_STANDIN" >"$$f"; fi; \
+		echo "==> ansible-test sanity with ansible-core $$v"; \
+		(cd $(COLL_DIR) && PATH=$$venv/bin:$$PATH ansible-test sanity --local --python 3.11 --color no \
+			$(foreach t,$(SANITY_SKIP),--skip-test $(t))); \
+	done
+
 lint: $(STAMP)
 	ansible-lint --profile production --nocolor
 
@@ -78,6 +96,12 @@ lint: $(STAMP)
 # configures with playbooks/vault_bootstrap.yml and stops again.
 test-integration: $(STAMP) collection-copy
 	tests/integration/run.sh $(COLL_DIR)
+
+# The minibus_certs Ansible role's per-OS layer and package step on each image, offline
+# (tests/platform/test_platform.sh; podman, about 1 min).
+test-platform: $(STAMP)
+	export CONTAINERS_CONF=$(CURDIR)/tools/podman/containers.conf; \
+	tools/podman/build-image.sh bookworm && tools/podman/build-image.sh trixie && tests/platform/test_platform.sh
 
 # Molecule scenario molecule/default: OpenBao, an rsyslog server and two clients in systemd
 # containers (rootful podman, locally built Debian 12 image; see tools/molecule.sh).
@@ -93,7 +117,9 @@ test-reliability: $(STAMP)
 # keeps .venv, build, dist, tests/output, bench/results out of it).
 VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
 TARBALL := $(CURDIR)/dist/minibus-pki-$(VERSION).tar.gz
+# Older tarballs are removed: execution-environment.yml installs dist/minibus-pki-*.tar.gz.
 dist: $(STAMP)
+	rm -f dist/minibus-pki-*.tar.gz
 	ansible-galaxy collection build --force --output-path dist/ .
 	@ls -l $(TARBALL)
 

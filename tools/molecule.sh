@@ -7,6 +7,8 @@
 #
 # The first argument, when it is a molecule subcommand, is used as is; otherwise `test` is run
 # with the arguments passed through. Environment:
+#   MOLECULE_DEBIAN="12 13" Debian releases: `test` runs the scenario once on each release's
+#                           image (every instance on it); other subcommands take the first
 #   MOLECULE_SKIP_IMAGE=1   do not (re)build the image
 # Needs: root, podman + runc + debootstrap (apt), the venv with requirements-dev.txt on PATH.
 set -euo pipefail
@@ -44,23 +46,36 @@ esac
 args=("$@")
 [ "${#args[@]}" -gt 0 ] || args=(-s default)
 
-if [ "${MOLECULE_SKIP_IMAGE:-0}" != 1 ] && [[ "$cmd" =~ ^(test|create|converge)$ ]]; then
-  "$repo/tools/podman/build-image.sh"
-fi
+read -r -a releases <<<"${MOLECULE_DEBIAN:-12 13}"
+[ "$cmd" = test ] || releases=("${releases[0]}")
+overall=0
+for release in "${releases[@]}"; do
+  case "$release" in
+    12) suite=bookworm ;;
+    13) suite=trixie ;;
+    *) log "MOLECULE_DEBIAN: Debian $release has no image (12 or 13)"; exit 2 ;;
+  esac
+  # molecule.yml picks the image localhost/minibus-debian$MINIBUS_DEBIAN:latest.
+  export MINIBUS_DEBIAN="$release"
+  if [ "${MOLECULE_SKIP_IMAGE:-0}" != 1 ] && [[ "$cmd" =~ ^(test|create|converge)$ ]]; then
+    "$repo/tools/podman/build-image.sh" "$suite"
+  fi
 
-if [ "$cmd" = test ]; then
-  # Leftovers from an interrupted run would make `create` fail or, worse, reuse old state.
-  log "cleaning up any previous instances"
-  molecule destroy "${args[@]}" >/dev/null 2>&1 || true
-fi
-if [[ "$cmd" =~ ^(test|create|converge)$ ]]; then
-  # After any destroy (the podman driver deletes the network), before create.
-  "$repo/tools/podman/network.sh"
-fi
+  if [ "$cmd" = test ]; then
+    # Leftovers from an interrupted run would make `create` fail or, worse, reuse old state.
+    log "cleaning up any previous instances"
+    molecule destroy "${args[@]}" >/dev/null 2>&1 || true
+  fi
+  if [[ "$cmd" =~ ^(test|create|converge)$ ]]; then
+    # After any destroy (the podman driver deletes the network), before create.
+    "$repo/tools/podman/network.sh"
+  fi
 
-log "molecule $cmd ${args[*]}"
-start=$SECONDS
-rc=0
-molecule "$cmd" "${args[@]}" || rc=$?
-log "molecule $cmd finished rc=$rc in $((SECONDS - start)) s"
-exit "$rc"
+  log "molecule $cmd ${args[*]} on Debian $release"
+  start=$SECONDS
+  rc=0
+  molecule "$cmd" "${args[@]}" || rc=$?
+  log "molecule $cmd on Debian $release finished rc=$rc in $((SECONDS - start)) s"
+  [ "$rc" = 0 ] || overall="$rc"
+done
+exit "$overall"

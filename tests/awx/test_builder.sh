@@ -13,7 +13,9 @@ check() { local what="$1"; shift; if "$@"; then pass=$((pass + 1)); log "PASS $w
 version="$(sed -n 's/^version: *//p' galaxy.yml)"
 tarball="dist/minibus-pki-$version.tar.gz"
 check "tarball $tarball exists (make dist)" test -f "$tarball"
-check "execution-environment.yml names the current tarball" grep -q "minibus-pki-$version.tar.gz" execution-environment.yml
+check "execution-environment.yml takes the tarball by glob (no version written twice)" \
+  grep -q "src: dist/minibus-pki-\*.tar.gz" execution-environment.yml
+check "dist/ holds only the current tarball" test "$(find dist -name 'minibus-pki-*.tar.gz' | wc -l)" -eq 1
 
 ctx="$repo/build/ee"
 rm -rf "$ctx"

