@@ -143,6 +143,8 @@ def _renew(params, force):
 def _record(params, error, result):
     """State file and Prometheus textfile after every run; a failure here never hides the run's own result."""
     state_path, metrics_path = health.default_paths(params)
+    if not os.path.isdir(os.path.dirname(state_path)):
+        return  # nothing installed yet (the role creates the directory): nothing to watch either
     try:
         issued = bool(result and result["issued"])
         health.record_attempt(state_path, error, issued, result and result.get("serial"))
