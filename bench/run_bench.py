@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """minibus.pki benchmark (make bench): P1-P4 measured in one run on this machine.
 
-Starts its own OpenBao dev server (tools/devbao.sh, free port, file audit log), bootstraps it with
+Starts its own OpenBao dev server over HTTPS (tools/devbao.py: free port, its own CA handed to every
+client as VAULT_CACERT / ca_cert, file audit log), bootstraps it with
 playbooks/vault_bootstrap.yml, makes a broker token, and measures:
 
 * P1  first issuance for 50 inventory hosts (ansible_connection=local, forks 10):
@@ -33,7 +34,7 @@ import json
 import os
 import platform
 import shutil
-import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -44,7 +45,8 @@ import urllib.request
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
-DEVBAO = os.path.join(REPO_ROOT, "tools", "devbao.sh")
+sys.path.insert(0, os.path.join(REPO_ROOT, "tools"))
+import devbao  # noqa: E402  pylint: disable=wrong-import-position
 BOOTSTRAP = os.path.join(REPO_ROOT, "playbooks", "vault_bootstrap.yml")
 FLOOR_RENEWAL = os.path.join(BENCH_DIR, "floor_renewal.sh")
 
@@ -73,16 +75,11 @@ def log(msg):
     print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Vault(object):
-    def __init__(self, url, token):
+    def __init__(self, url, token, ca_cert):
         self.url = url.rstrip("/")
         self.token = token
+        self.context = ssl.create_default_context(cafile=ca_cert)
 
     def call(self, method, path, body=None, token=None, wrap_ttl=None):
         headers = {"X-Vault-Token": token or self.token, "Content-Type": "application/json"}
@@ -91,7 +88,7 @@ class Vault(object):
         data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
         req = urllib.request.Request("%s/v1/%s" % (self.url, path), data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
+            with urllib.request.urlopen(req, timeout=30, context=self.context) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
             raise RuntimeError("%s %s: HTTP %s %s" % (method, path, exc.code, exc.read()[:300]))
@@ -312,8 +309,12 @@ class Bench(object):
     def env(self, **extra):
         env = dict(os.environ)
         for name in ("VAULT_TOKEN", "BAO_TOKEN", "VAULT_ADDR", "BAO_ADDR", "MINIBUS_CSR_SECRET_ID",
-                     "ANSIBLE_CONFIG"):
+                     "ANSIBLE_CONFIG", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
             env.pop(name, None)
+        # every client trusts the dev server's CA the way a user's would: VAULT_CACERT for the
+        # modules, lookup and community.hashi_vault (local connection), CURL_CA_BUNDLE for the floor
+        if getattr(self, "ca_cert", None):
+            env.update(VAULT_CACERT=self.ca_cert, CURL_CA_BUNDLE=self.ca_cert)
         env.update({
             "ANSIBLE_COLLECTIONS_PATH": self.colls,
             "ANSIBLE_NOCOLOR": "1",
@@ -342,14 +343,15 @@ class Bench(object):
 
     # ---------------------------------------------------------------- set-up
     def start_vault(self):
-        port = free_port()
-        run_cmd([DEVBAO, "start", self.vault_dir, str(port)], self.env(), self.tmp, self.logfile)
+        self.server = devbao.DevBao(self.vault_dir)
+        log(self.server.start())
         self.started = True
-        self.url = "http://127.0.0.1:%d" % port
-        self.root = Vault(self.url, "root")
+        self.url, self.ca_cert = self.server.url, self.server.ca_cert
+        self.root = Vault(self.url, "root", self.ca_cert)
         self.audit = Audit(os.path.join(self.vault_dir, "audit.log"))
         log("OpenBao dev server at %s" % self.url)
-        wall = run_cmd(["ansible-playbook", BOOTSTRAP], self.env(VAULT_ADDR=self.url, VAULT_TOKEN="root"),
+        wall = run_cmd(["ansible-playbook", BOOTSTRAP, "-e", "minibus_vault_ca_cert=%s" % self.ca_cert],
+                       self.env(VAULT_ADDR=self.url, VAULT_TOKEN="root"),
                        self.tmp, self.logfile)
         log("bootstrapped with vault_bootstrap.yml in %.1f s" % wall)
         self.broker = self.root.call("POST", "auth/token/create", {
@@ -367,7 +369,7 @@ class Bench(object):
 
     def stop_vault(self):
         if self.started:
-            run_cmd([DEVBAO, "stop", self.vault_dir], self.env(), self.tmp, self.logfile, check=False)
+            self.server.stop()
             self.started = False
 
     # ---------------------------------------------------------------- P1 / P2
@@ -433,7 +435,7 @@ class Bench(object):
         host = self.hosts[0]
         hdir = os.path.join(self.out_a, host)
         config = {
-            "url": self.url, "role_id": ROLE_ID, "approle_name": APPROLE, "auth_mount_point": "approle",
+            "url": self.url, "ca_cert": self.ca_cert, "role_id": ROLE_ID, "approle_name": APPROLE, "auth_mount_point": "approle",
             "engine_mount_point": PKI_MOUNT, "role_name": PKI_ROLE, "common_name": host, "ttl": "24h",
             "method": "sign", "key_type": "ec", "key_bits": 256,
             "cert_path": os.path.join(hdir, "tls", "cert.pem"), "key_path": os.path.join(hdir, "tls", "key.pem"),

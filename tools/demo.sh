@@ -3,8 +3,8 @@
 #   1. installs what is missing (apt: podman runc debootstrap rsync jq openssl curl; the venv)
 #   2. builds the test image (debootstrap, no registry) and the collection tarball (make dist)
 #   3. lab (tools/demo/lab.sh): network minibus-demo (198.18.1.0/24), containers
-#      minibus-demo-{vault,server,client}, OpenBao dev server, minibus.pki.vault_bootstrap,
-#      a broker token
+#      minibus-demo-{vault,server,client}, OpenBao dev server over HTTPS with its own CA
+#      (tools/devbao.py; the URL and the CA file are shown), minibus.pki.vault_bootstrap, a broker token
 #   4. minibus.pki.site through ansible-runner, as AWX runs it (credential env rendered from
 #      awx/credential_type.yml), with the collection installed from the tarball
 #   5. shows the certificates, the renewal timer, and a log line crossing mutual TLS
@@ -54,6 +54,12 @@ tarball="$repo/dist/minibus-pki-$(sed -n 's/^version: *//p' galaxy.yml).tar.gz"
 step "3/6 lab: image, network, containers, OpenBao, bootstrap (previous demo lab removed first)"
 "$lab" down
 "$lab" up "$tarball"
+vault_ca="$("$lab" vault-ca)"
+echo >&2
+echo "Vault (OpenBao dev server) over verified HTTPS: $("$lab" vault-url)" >&2
+echo "  trusted CA: $vault_ca ($(openssl x509 -in "$vault_ca" -noout -subject -nameopt compat | sed 's/^subject=//'))" >&2
+echo "  on the hosts: /etc/ssl/minibus-vault-ca.pem (minibus_certs_vault_ca_cert); in the AWX credential: VAULT_CACERT" >&2
+echo "  Vault's certificate names: $(openssl x509 -in "$(dirname "$vault_ca")/server.pem" -noout -ext subjectAltName | tail -n +2 | xargs)" >&2
 
 step "4/6 minibus.pki.site through ansible-runner (the AWX way; VAULT_TOKEN = broker token)"
 "$lab" run "demo-$(date +%Y%m%d-%H%M%S)"

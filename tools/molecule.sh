@@ -8,7 +8,6 @@
 # The first argument, when it is a molecule subcommand, is used as is; otherwise `test` is run
 # with the arguments passed through. Environment:
 #   MOLECULE_SKIP_IMAGE=1   do not (re)build the image
-#   BAO_BIN=...             bao binary for the image (default: next to the venv's python3)
 # Needs: root, podman + runc + debootstrap (apt), the venv with requirements-dev.txt on PATH.
 set -euo pipefail
 

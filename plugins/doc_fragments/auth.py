@@ -10,6 +10,14 @@ __metaclass__ = type
 class ModuleDocFragment(object):
     DOCUMENTATION = r"""
 options:
+  auth_method:
+    description:
+      - How to log in to Vault. C(token) uses O(token) as it is; C(approle) logs in with O(role_id) and a
+        secret id (O(secret_id), O(secret_id_wrapping_token), or the renewer's stored one).
+      - When not set, the method is the one whose credential is given (a token, or an AppRole secret id).
+        Credentials of another method next to the chosen one are refused.
+    type: str
+    choices: [approle, token]
   token:
     description:
       - A Vault token to use as it is. Falls back to E(VAULT_TOKEN), then E(BAO_TOKEN), but only when no
@@ -30,13 +38,14 @@ options:
     description:
       - A response-wrapping token that holds the secret id.
       - It is looked up first and refused unless its creation path is exactly
-        C(auth/<auth_mount_point>/role/<approle_name>/secret-id) (without O(approle_name), any
-        C(auth/<auth_mount_point>/role/<name>/secret-id)); only then is it unwrapped.
+        C(auth/<auth_mount_point>/role/<approle_name>/secret-id); only then is it unwrapped.
+        Needs O(approle_name); a token minted for any other AppRole role on the mount is refused.
     type: str
   approle_name:
     description:
       - The name of the AppRole role (not its role id), for example C(minibus-generate-sign-server-keys).
-      - Used to check the creation path of wrapping tokens, and to mint secret ids.
+      - Used to check the creation path of wrapping tokens (required with O(secret_id_wrapping_token)),
+        and to mint secret ids.
     type: str
   auth_mount_point:
     description:

@@ -26,16 +26,25 @@ options:
   validate_certs:
     description:
       - Verify Vault's TLS certificate. Turning this off lets anyone on the path read every secret id
-        and certificate request; only do it against a throw-away dev server.
+        and certificate request; only do it against a throw-away dev server. A run that talks to Vault
+        with it off returns a warning.
     type: bool
     default: true
+  allow_insecure_http:
+    description:
+      - Accept a plain C(http://) O(url). Without it such a URL is refused before any request, because
+        secret ids, tokens and the CA would cross the network in clear. For a lab only; a run that
+        talks to Vault over http returns a warning.
+    type: bool
+    default: false
   namespace:
     description:
       - Vault Enterprise namespace. Falls back to E(VAULT_NAMESPACE), then E(BAO_NAMESPACE).
     type: str
   timeout:
     description:
-      - Seconds to wait for Vault to answer one request.
+      - Seconds to wait for Vault to answer one request. A string of digits such as C("30") is accepted.
+      - Answers larger than 1 MiB are refused.
     type: int
     default: 30
   retries:

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Private to minibus.pki: no compatibility promise to other collections.
 """Keys, CSRs, certificate parsing and the renewal decision. Works with cryptography 38 (Debian 12) and newer."""
 
 from __future__ import absolute_import, division, print_function
@@ -12,12 +13,13 @@ import ipaddress
 import re
 import traceback
 
-from .errors import InvalidInput
+from .errors import CappedTtl, InvalidAnswer, InvalidInput
 
 try:
     from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
     from cryptography.x509.oid import NameOID
     CRYPTOGRAPHY_IMPORT_ERROR = None
 except ImportError:  # the modules turn this into Ansible's "missing required library" error
@@ -27,6 +29,10 @@ UTC = datetime.timezone.utc
 
 # key_type -> allowed key_bits (first is the default)
 KEY_SIZES = {"ec": (256, 384), "rsa": (2048, 3072, 4096), "ed25519": (0,)}
+
+# The user stories' longest certificate lifetime (the PKI role's max_ttl, the secret id TTL): 25 h.
+# One source for the role and the bootstrap too (filter/test plugins minibus.pki.duration_seconds, ttl_within_cap).
+MAX_TTL_SECONDS = 25 * 3600
 
 SUBJECT_FIELDS = (
     ("country", "C"),
@@ -142,6 +148,10 @@ def load_certificate(pem):
     if isinstance(pem, str):
         pem = pem.encode("ascii")
     return x509.load_pem_x509_certificate(pem)
+
+
+def certificate_pem(cert):
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
 def _utc(cert, name):
@@ -274,3 +284,196 @@ def needs_renewal(cert_pem, key_pem, request, now=None, renew_before=None, force
                         current)
     return Decision(False, "the certificate is valid for %ds more (renews %ds before it expires)"
                     % (remaining, threshold), current)
+
+
+# --- checking Vault's answer before anything is written ----------------------------------------
+
+# How far a certificate's not_before may lie ahead of this host's clock (Vault back-dates by 30 s).
+CLOCK_SKEW_SECONDS = 300
+# A lifetime this much longer than the ttl asked is not "about the ttl asked".
+_LIFETIME_SLACK_SECONDS = 300
+# Vault back-dates not_before by 30 s and rounds; anything shorter than the ttl by more was capped.
+CAP_TOLERANCE_SECONDS = 120
+
+
+def _refuse(reason):
+    return InvalidAnswer("Vault's answer was refused: %s; nothing was written." % reason)
+
+
+def _ascii_pem_list(text, what):
+    """Certificates from PEM text, or the one-sentence refusal (junk, non-ASCII, not a certificate)."""
+    if not isinstance(text, str):
+        raise _refuse("the %s is not PEM text" % what)
+    try:
+        data = text.encode("ascii")
+    except UnicodeError:
+        raise _refuse("the %s is not ASCII PEM text" % what)
+    blocks = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", data, re.S)
+    if not blocks or re.sub(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", b"", data,
+                            flags=re.S).strip():
+        raise _refuse("the %s is not one or more PEM certificates" % what)
+    certs = []
+    for block in blocks:
+        try:
+            certs.append(x509.load_pem_x509_certificate(block + b"\n"))
+        except ValueError:
+            raise _refuse("the %s holds a PEM block that is not a readable certificate" % what)
+    return certs
+
+
+def load_trust_anchors(path):
+    """The pinned root CA certificate(s) from a PEM file on the host."""
+    try:
+        with open(path, "r") as handle:
+            text = handle.read()
+    except (IOError, OSError) as exc:
+        raise InvalidInput("Could not read trust_anchor_path %s (%s): it must be readable by the account that "
+                           "runs the issuance." % (path, exc.strerror))
+    except UnicodeError:
+        raise InvalidInput("trust_anchor_path %s is not ASCII PEM text: give the root CA certificate(s) in PEM."
+                           % path)
+    try:
+        anchors = _ascii_pem_list(text, "trust anchor")
+    except InvalidAnswer:
+        raise InvalidInput("trust_anchor_path %s holds no readable PEM certificate: give the root CA "
+                           "certificate(s) in PEM." % path)
+    return anchors, text
+
+
+def _der(cert):
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def signed_by(child, parent):
+    """True when parent's key signed child and the names link (works with cryptography 38)."""
+    if child.issuer != parent.subject:
+        return False
+    public_key = parent.public_key()
+    try:
+        if isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(child.signature, child.tbs_certificate_bytes, padding.PKCS1v15(),
+                              child.signature_hash_algorithm)
+        elif isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(child.signature, child.tbs_certificate_bytes,
+                              ec.ECDSA(child.signature_hash_algorithm))
+        elif isinstance(public_key, ed25519.Ed25519PublicKey):
+            public_key.verify(child.signature, child.tbs_certificate_bytes)
+        else:
+            return False
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    except Exception:  # pylint: disable=broad-except
+        # e.g. an RSA-PSS signature (cryptography 38 cannot tell its parameters): not verified.
+        return False
+    return True
+
+
+def _is_ca(cert):
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _valid_at(cert, now):
+    return (_utc(cert, "not_valid_before") <= now + datetime.timedelta(seconds=CLOCK_SKEW_SECONDS)
+            and _utc(cert, "not_valid_after") > now)
+
+
+def check_issued(answer, key, request, trust_anchors=None, now=None):
+    """Every check on one Vault answer, before anything is written. Raises InvalidAnswer (one sentence).
+
+    answer: certificate, issuing_ca, ca_chain (PEM text) as Vault returns them. key: the private key.
+    request: common_name, alt_names, ip_sans, ttl, ttl_seconds. trust_anchors: pinned root CA
+    certificates, or None (then the certificate must still be signed by the answer's issuing CA).
+    Returns (cert, chain) where chain is the verified CA certificates from the issuer upwards.
+    """
+    now = now or datetime.datetime.now(UTC)
+    found = _ascii_pem_list(answer.get("certificate"), "certificate")
+    if len(found) != 1:
+        raise _refuse("the certificate field holds %d certificates instead of one" % len(found))
+    cert = found[0]
+    chain = []
+    if answer.get("ca_chain"):
+        if not isinstance(answer["ca_chain"], list):
+            raise _refuse("ca_chain is not a list")
+        for entry in answer["ca_chain"]:
+            chain.extend(_ascii_pem_list(entry, "CA chain"))
+    issuing = _ascii_pem_list(answer["issuing_ca"], "issuing CA") if answer.get("issuing_ca") else []
+    if not chain:
+        chain = issuing
+    if not chain:
+        raise _refuse("it holds no issuing CA or CA chain")
+    if issuing and _der(issuing[0]) != _der(chain[0]):
+        raise _refuse("its issuing CA is not the first certificate of its CA chain")
+    if not key_matches(cert, key):
+        raise _refuse("the certificate does not match the private key")
+    _check_names(cert, request)
+    _check_validity(cert, request, now)
+    _check_chain(cert, chain, trust_anchors, now)
+    return cert, chain
+
+
+def _check_names(cert, request):
+    cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if cns != [request["common_name"]]:
+        got = ", ".join(cns) or "(none)"
+        raise _refuse("the certificate is for CN %s, not the %s asked for" % (got, request["common_name"]))
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = x509.SubjectAlternativeName([])
+    dns = set(n.lower() for n in san.get_values_for_type(x509.DNSName))
+    ips = set(str(ip) for ip in san.get_values_for_type(x509.IPAddress))
+    others = len(list(san)) - len(san.get_values_for_type(x509.DNSName)) - len(
+        san.get_values_for_type(x509.IPAddress))
+    wanted_dns = set(n.lower() for n in _dns_names(request["common_name"], request.get("alt_names")))
+    wanted_ips = set(str(ipaddress.ip_address(i)) for i in request.get("ip_sans") or [])
+    extra = sorted(dns - wanted_dns) + sorted(ips - wanted_ips)
+    if extra or others:
+        raise _refuse("the certificate carries names not asked for (%s)"
+                      % ", ".join(extra + (["%d other names" % others] if others else [])))
+    missing = sorted(wanted_dns - dns) + sorted(wanted_ips - ips)
+    if missing:
+        raise _refuse("the certificate lacks the names %s that were asked for" % ", ".join(missing))
+
+
+def _check_validity(cert, request, now):
+    not_before, not_after = _utc(cert, "not_valid_before"), _utc(cert, "not_valid_after")
+    if not_before > now + datetime.timedelta(seconds=CLOCK_SKEW_SECONDS):
+        raise _refuse("the certificate is not valid before %s (check this host's and Vault's clocks)"
+                      % not_before.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    if not_after <= now:
+        raise _refuse("the certificate expired at %s" % not_after.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    lifetime = int((not_after - not_before).total_seconds())
+    ttl_seconds = request["ttl_seconds"]
+    if lifetime + CAP_TOLERANCE_SECONDS < ttl_seconds:
+        raise CappedTtl("Vault capped the requested ttl of %s to about %.1fh (the PKI role's max_ttl); ask for "
+                        "at most that, or raise max_ttl on the role; nothing was written."
+                        % (request.get("ttl"), lifetime / 3600.0))
+    if lifetime > ttl_seconds + _LIFETIME_SLACK_SECONDS:
+        raise _refuse("the certificate lives %.1fh, far longer than the ttl of %s asked for"
+                      % (lifetime / 3600.0, request.get("ttl")))
+
+
+def _check_chain(cert, chain, trust_anchors, now):
+    if not signed_by(cert, chain[0]):
+        raise _refuse("the certificate is not signed by the issuing CA in the same answer")
+    for ca in chain:
+        if not _is_ca(ca):
+            raise _refuse("its CA chain holds %s, which is not a CA certificate" % ca.subject.rfc4514_string())
+        if not _valid_at(ca, now):
+            raise _refuse("the CA %s in its chain is not valid now" % ca.subject.rfc4514_string())
+    for child, parent in zip(chain, chain[1:]):
+        if not signed_by(child, parent):
+            raise _refuse("its CA chain is not in order (%s is not signed by %s)"
+                          % (child.subject.rfc4514_string(), parent.subject.rfc4514_string()))
+    if trust_anchors is None:
+        return
+    anchors = dict((_der(a), a) for a in trust_anchors if _valid_at(a, now))
+    for element in [cert] + chain:
+        if _der(element) in anchors:
+            return
+        if any(signed_by(element, anchor) for anchor in anchors.values()):
+            return
+    raise _refuse("the certificate does not chain to the pinned trust anchor (trust_anchor_path)")

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Private to minibus.pki: no compatibility promise to other collections.
 """Errors of the minibus.pki core: one sentence for the user, never a secret."""
 
 from __future__ import absolute_import, division, print_function
@@ -39,6 +40,14 @@ class SecretIdRejected(MinibusError):
 
 class WrappingTokenRejected(MinibusError):
     """A wrapping token is invalid, used, expired, or was created at an unexpected path."""
+
+
+class InvalidAnswer(MinibusError):
+    """Vault answered, but the answer fails a check (names, validity, chain, key, size, format)."""
+
+
+class CappedTtl(InvalidAnswer):
+    """Vault issued for less than the ttl asked (the PKI role's max_ttl is lower)."""
 
 
 class InvalidInput(MinibusError):

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Private to minibus.pki: no compatibility promise to other collections.
 """Files that belong together change together.
 
 Every issuance is written, complete and fsynced, into a fresh version directory; one symlink,
@@ -18,6 +19,7 @@ import errno
 import fcntl
 import os
 import shutil
+import stat
 import time
 
 from .errors import MinibusError
@@ -26,7 +28,22 @@ STORE_DIR = ".minibus"
 _VERSION_PREFIX = "v-"
 
 # role of a file in the store -> file name inside a version directory
-FILE_NAMES = {"cert": "cert.pem", "key": "key.pem", "chain": "chain.pem", "ca": "ca.pem"}
+FILE_NAMES = {"cert": "cert.pem", "key": "key.pem", "chain": "chain.pem", "ca": "ca.pem", "fullchain": "fullchain.pem"}
+
+
+def _lstat(path):
+    try:
+        return os.lstat(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None
+        raise MinibusError("Could not inspect %s (%s): run as a user that can; nothing was requested from Vault."
+                           % (path, os.strerror(exc.errno)))
+
+
+def _foreign_link(path):
+    return MinibusError("%s is a symbolic link the module did not make: remove it (and find out who planted it); "
+                        "nothing was requested from Vault." % path)
 
 
 def _fsync_dir(path):
@@ -77,8 +94,9 @@ def write_file_atomic(path, content, mode=0o600, uid=-1, gid=-1):
 
 
 def _remove_quietly(path):
+    """Remove a file, a symlink (never its target) or a directory tree (without following links)."""
     try:
-        if os.path.isdir(path) and not os.path.islink(path):
+        if stat.S_ISDIR(os.lstat(path).st_mode):
             shutil.rmtree(path)
         else:
             os.unlink(path)
@@ -94,15 +112,59 @@ def _not_writable(path, exc):
 class CertStore:
     """The versioned directory behind cert_path, key_path, chain_path and ca_path."""
 
-    def __init__(self, cert_path, key_path, chain_path=None, ca_path=None):
+    def __init__(self, cert_path, key_path, chain_path=None, ca_path=None, fullchain_path=None):
         self.paths = {"cert": cert_path, "key": key_path}
         if chain_path:
             self.paths["chain"] = chain_path
         if ca_path:
             self.paths["ca"] = ca_path
+        if fullchain_path:
+            self.paths["fullchain"] = fullchain_path
         self.base = os.path.join(os.path.dirname(os.path.abspath(cert_path)), STORE_DIR,
                                  os.path.basename(cert_path))
         self.current = os.path.join(self.base, "current")
+
+    def check_entries(self, owner_uid=None):
+        """Refuse a store holding what the module never makes, before anything is read or written.
+
+        The module makes ``.minibus`` and ``.minibus/<name>`` as directories, the version directories
+        inside, and one symlink, ``current``, naming a version; anything else there (a symlink to
+        elsewhere above all) was planted. owner_uid: root working without owner requires every existing
+        store directory to be root's, since an account owning one could swap its entries at any time.
+        """
+        store_dir = os.path.dirname(self.base)
+        cert_dir = os.path.dirname(store_dir)
+        for path in (store_dir, self.base):
+            st = _lstat(path)
+            if st is None:
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                raise _foreign_link(path)
+            if not stat.S_ISDIR(st.st_mode):
+                raise MinibusError("%s is not a directory the module made: remove it; nothing was requested from "
+                                   "Vault." % path)
+        st = _lstat(self.current)
+        if st is not None:
+            target = os.readlink(self.current) if stat.S_ISLNK(st.st_mode) else ""
+            if not target.startswith(_VERSION_PREFIX) or "/" in target:
+                raise _foreign_link(self.current) if target else MinibusError(
+                    "%s is not the symbolic link the module makes: remove it; nothing was requested from Vault."
+                    % self.current)
+            version = _lstat(os.path.join(self.base, target))
+            if version is not None and stat.S_ISLNK(version.st_mode):
+                raise _foreign_link(os.path.join(self.base, target))
+        if owner_uid is None:
+            return
+        for path in (cert_dir, store_dir, self.base):
+            st = _lstat(path)
+            if st is None:
+                continue
+            followed = os.stat(path)
+            if st.st_uid != owner_uid or followed.st_uid != owner_uid:
+                other = followed.st_uid if followed.st_uid != owner_uid else st.st_uid
+                raise MinibusError("%s belongs to uid %d, and root does not work in a directory another account can "
+                                   "change: set owner (and group) to that account so the module works as it; "
+                                   "nothing was requested from Vault." % (path, other))
 
     def read(self):
         """The content (bytes) now visible at each public path, or None where there is none."""
@@ -134,13 +196,21 @@ class CertStore:
 
     def install(self, files, serial, key_mode=0o600, public_mode=0o644, uid=-1, gid=-1):
         """Write one issuance (dict role -> PEM text) as a new version and make it current atomically."""
-        self._makedirs(self.base, uid, gid)
+        # Encoded before anything exists on disk: a bad answer must leave no staging debris.
+        try:
+            data = dict((role, files[role].encode("ascii")) for role in self.paths)
+        except (KeyError, UnicodeError, AttributeError):
+            raise MinibusError("The files to install are incomplete or not ASCII PEM text; nothing was written.")
+        self.check_entries()
+        self._makedirs(self.base, uid, gid, no_links=(os.path.dirname(self.base), self.base))
         version = "%s%s-%s" % (_VERSION_PREFIX, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
                                serial.replace(":", ""))
         staging = os.path.join(self.base, _unique(".staging-"))
         final = os.path.join(self.base, version)
+        created = False
         try:
             os.mkdir(staging, 0o755)
+            created = True
             if uid != -1 or gid != -1:
                 os.chown(staging, uid, gid)
             for role, path in self.paths.items():
@@ -151,7 +221,7 @@ class CertStore:
                     os.fchmod(fd, mode)
                     if uid != -1 or gid != -1:
                         os.fchown(fd, uid, gid)
-                    os.write(fd, files[role].encode("ascii"))
+                    os.write(fd, data[role])
                     os.fsync(fd)
                 finally:
                     os.close(fd)
@@ -159,17 +229,28 @@ class CertStore:
             if os.path.exists(final):
                 final = os.path.join(self.base, _unique(version + "-"))
             os.rename(staging, final)
+            created = False
             previous = _readlink_or_none(self.current)
             self._swap_symlink(self.current, os.path.basename(final))
         except OSError as exc:
-            _remove_quietly(staging)
+            if created:
+                _remove_quietly(staging)
             raise _not_writable(self.base, exc)
+        except BaseException:
+            if created:
+                _remove_quietly(staging)
+            raise
         self._link_public_paths()
         self._prune(keep=(os.path.basename(final), previous))
         return final
 
     @staticmethod
-    def _makedirs(path, uid, gid):
+    def _makedirs(path, uid, gid, no_links=()):
+        """mkdir -p; the directories in no_links (the store's own) must not be symlinks."""
+        for own in no_links:
+            st = _lstat(own)
+            if st is not None and stat.S_ISLNK(st.st_mode):
+                raise _foreign_link(own)
         missing = []
         while path and not os.path.isdir(path):
             missing.append(path)
@@ -251,18 +332,24 @@ def _existing_ancestor(path):
 
 @contextlib.contextmanager
 def exclusive_lock(path, uid=-1, gid=-1, wait_seconds=60):
-    """Serialise issuances for one store (an Ansible run and the renewer timer may overlap)."""
-    CertStore._makedirs(os.path.dirname(path), uid, gid)
+    """Serialise issuances for one store (an Ansible run and the renewer timer may overlap).
+
+    The lock file is opened with O_NOFOLLOW and never chowned: a symlink planted in its place fails
+    the open instead of handing its target to whoever planted it. uid/gid only own a new .minibus.
+    """
+    directory = os.path.dirname(path)
+    CertStore._makedirs(directory, uid, gid, no_links=(directory,))
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _foreign_link(path)
         raise _not_writable(path, exc)
     try:
-        if uid != -1 or gid != -1:
-            try:
-                os.fchown(fd, uid, gid)
-            except OSError:
-                pass
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise MinibusError("%s is not the lock file the module makes: remove it; nothing was requested from "
+                               "Vault." % path)
         deadline = time.time() + wait_seconds
         while True:
             try:

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Private to minibus.pki: no compatibility promise to other collections.
 """ensure_certificate(): the one flow behind the vault_pki_issue module and the on-host renewer.
 
 decide (no Vault request while the certificate is good) -> authenticate -> rotate the secret id and
@@ -11,15 +12,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import datetime
 import grp
 import os
 import pwd
 
-from . import certs, secret_store, vault
-from .errors import InvalidInput, MinibusError, SecretIdRejected
+from . import _authenticator, _privdrop, certs, secret_store, vault
+from .errors import InvalidAnswer, InvalidInput, MinibusError, SecretIdRejected
 from .files import STORE_DIR, CertStore, exclusive_lock
-from .options import validate_auth, validate_connection
+from .options import connection_warnings, validate_auth, validate_connection
 
 # Options of the certificate itself (the connection and authentication options come from options.py).
 CERTIFICATE_SPEC = dict(
@@ -37,14 +37,14 @@ CERTIFICATE_SPEC = dict(
     key_path=dict(type="path", required=True),
     chain_path=dict(type="path"),
     ca_path=dict(type="path"),
+    fullchain_path=dict(type="path"),
+    trust_anchor_path=dict(type="path"),
     secret_id_store=dict(type="path"),
     secret_id_wrap_ttl=dict(type="str", default="60s", no_log=False),
     renew_before=dict(type="str"),
     force=dict(type="bool", default=False),
 )
 
-# Vault back-dates not_before by 30 s and rounds; anything shorter than this was capped.
-_CAP_TOLERANCE_SECONDS = 120
 _DIFF_FIELDS = ("subject", "dns_names", "ip_addresses", "serial", "not_after", "key_type", "key_bits")
 
 
@@ -105,16 +105,28 @@ def _ids(owner, group):
 
 
 def _store_of(p):
-    return CertStore(p["cert_path"], p["key_path"], p.get("chain_path"), p.get("ca_path"))
+    return CertStore(p["cert_path"], p["key_path"], p.get("chain_path"), p.get("ca_path"), p.get("fullchain_path"))
+
+
+def _root_needs_root_owned(p):
+    """Root working without owner: the uid every store directory must have (0), else None."""
+    return 0 if os.geteuid() == 0 and not p.get("privileges_dropped") and p["uid"] in (-1, 0) else None
 
 
 def plan(p, now=None):
     """What would be done, without any Vault request: (decision, why the secret id store is unusable or None)."""
     store = _store_of(p)
+    store.check_entries(_root_needs_root_owned(p))
+    if p.get("secret_id_store") and _root_needs_root_owned(p) is not None:
+        directory = os.path.dirname(os.path.abspath(p["secret_id_store"]))
+        if os.path.isdir(directory) and os.stat(directory).st_uid != 0:
+            raise MinibusError("The directory %s of secret_id_store belongs to uid %d, and root does not write where "
+                               "another account can change things: set owner to that account; nothing was "
+                               "requested from Vault." % (directory, os.stat(directory).st_uid))
     content = store.read()
     decision = certs.needs_renewal(content["cert"], content["key"], p, now=now,
                                    renew_before=p["renew_before_seconds"], force=p.get("force"))
-    if not decision.needed and any(content.get(r) is None for r in ("chain", "ca") if r in store.paths):
+    if not decision.needed and any(content.get(r) is None for r in ("chain", "ca", "fullchain") if r in store.paths):
         decision = certs.Decision(True, "the CA chain or issuing CA file is missing", decision.current)
     if not decision.needed and not store.links_in_place():
         decision = certs.Decision(True, "the files are not yet in the atomic certificate store", decision.current)
@@ -131,6 +143,24 @@ def ensure_certificate(params, check_mode=False, now=None):
     """
     validate_connection(params)
     p = prepare(params, check_mode)
+    validate_auth(p, required=False)
+    if _privdrop.needs_drop(p["uid"]):
+        # Root with another owner: all of the work, store and Vault alike, runs as that account.
+        gid = p["gid"]
+        if gid == -1:
+            try:
+                gid = pwd.getpwuid(p["uid"]).pw_gid
+            except KeyError:
+                raise InvalidInput("owner %s has no account on this host to take a group from: set group too."
+                                   % p.get("owner"))
+        result = _privdrop.run_as(p["uid"], gid, _ensure, dict(p, uid=-1, gid=-1, privileges_dropped=True),
+                                  check_mode, now)
+        result["privileges_dropped"] = True
+        return result
+    return _ensure(p, check_mode, now)
+
+
+def _ensure(p, check_mode, now):
     auth_method = validate_auth(p, required=False)
     decision, secret_problem = plan(p, now)
     result = _result(decision, secret_problem)
@@ -141,12 +171,23 @@ def ensure_certificate(params, check_mode=False, now=None):
         return result
     if auth_method is None and not p.get("secret_id_store"):
         validate_auth(p, required=True)  # raises the "no credentials" sentence
+    if p.get("privileges_dropped"):
+        cert_dir = os.path.dirname(os.path.abspath(p["cert_path"]))
+        if not os.path.isdir(cert_dir):
+            raise InvalidInput("The directory %s of cert_path does not exist: create it owned by %s (the "
+                               "minibus_certs role does), since root leaves the store to its owner; nothing was "
+                               "requested from Vault." % (cert_dir, p.get("owner")))
+    if p.get("ca_cert") and not os.access(p["ca_cert"], os.R_OK):
+        raise InvalidInput("ca_cert %s cannot be read by uid %d, which runs the issuance: make it readable (a CA "
+                           "certificate is public; mode 0644 in a directory others can enter); nothing was requested "
+                           "from Vault." % (p["ca_cert"], os.geteuid()))
+    p["trust_anchors"], p["trust_anchor_pem"] = ((certs.load_trust_anchors(p["trust_anchor_path"]))
+                                                 if p.get("trust_anchor_path") else (None, None))
     _store_of(p).check_writable()
-    client = vault.VaultClient(p["url"], p.get("ca_cert"), p.get("validate_certs", True), p.get("namespace"),
-                               p.get("timeout") or 30, p.get("retries", 3))
+    client = vault.client_from_options(p)
     lock_path = os.path.join(os.path.dirname(os.path.abspath(p["cert_path"])), STORE_DIR, ".lock")
     try:
-        with exclusive_lock(lock_path, p["uid"], p["gid"]):
+        with exclusive_lock(lock_path):
             # Another run may have renewed while we waited for the lock.
             decision, secret_problem = plan(p, now)
             result = _result(decision, secret_problem)
@@ -159,6 +200,7 @@ def ensure_certificate(params, check_mode=False, now=None):
     finally:
         result["vault_requests"] = client.request_count
         client.close()
+    result["warnings"] = connection_warnings(p) + result["warnings"]
     return result
 
 
@@ -216,7 +258,7 @@ def _credentials(p, auth_method):
 def _run(client, p, auth_method, decision, result):
     credentials, stored = _credentials(p, auth_method)
     try:
-        session = vault.authenticate(client, credentials)
+        session = _authenticator.authenticate(client, credentials)
     except SecretIdRejected:
         if stored is not None:
             secret_store.mark(p["secret_id_store"], stored, secret_store.CONSUMED, p["uid"], p["gid"])
@@ -244,8 +286,10 @@ def _run(client, p, auth_method, decision, result):
 def _rotate_secret_id(client, session, p):
     """Mint the next secret id (wrapped), check where it came from, persist it before anything else."""
     mount = p.get("auth_mount_point") or "approle"
+    # Metadata naming the host shows in the audit log and on the accessor (spotting ids nobody owns).
+    metadata = {"host": p["common_name"], "minted_by": p.get("minted_by") or "vault_pki_issue"}
     wrap = vault.mint_wrapped_secret_id(client, session.token, p["approle_name"], mount,
-                                        p.get("secret_id_wrap_ttl") or "60s")
+                                        p.get("secret_id_wrap_ttl") or "60s", metadata=metadata)
     # Minted a moment ago over this connection: its creation path is in the minting answer, so no
     # lookup request is needed to check it (5 requests per renewal instead of 6).
     data = vault.unwrap_secret_id(client, wrap["token"], mount, p["approle_name"],
@@ -266,18 +310,23 @@ def _issue_and_install(client, session, p, result):
         answer = vault.issue(client, session.token, p["engine_mount_point"], p["role_name"], p["common_name"],
                              p["key_type"], p["key_bits"], **names)
         key_pem = answer.get("private_key") or ""
-        key = certs.load_private_key(key_pem)
-    cert = certs.load_certificate(answer["certificate"])
-    if not certs.key_matches(cert, key):
-        raise MinibusError("Vault returned a certificate that does not match the private key; nothing was written.")
+        try:
+            key = certs.load_private_key(key_pem)
+        except (ValueError, TypeError, UnicodeError):
+            raise InvalidAnswer("Vault's answer was refused: its private_key is not a readable unencrypted PEM key; "
+                                "nothing was written.")
+    cert, chain = certs.check_issued(answer, key, p, p.get("trust_anchors"))
     info = certs.describe(cert)
-    if info["lifetime_seconds"] + _CAP_TOLERANCE_SECONDS < p["ttl_seconds"]:
-        capped_hours = info["lifetime_seconds"] / 3600.0
-        raise MinibusError("Vault capped the requested ttl of %s to about %.1fh (the PKI role's max_ttl); ask for "
-                           "at most that, or raise max_ttl on the role; nothing was written." % (p["ttl"], capped_hours))
-    chain = answer.get("ca_chain") or [answer.get("issuing_ca") or ""]
-    files = {"cert": _pem(answer["certificate"]), "key": _pem(key_pem), "chain": "".join(_pem(c) for c in chain),
-             "ca": _pem(answer.get("issuing_ca") or "")}
+    chain_pem = "".join(_pem(c) for c in answer.get("ca_chain") or [answer.get("issuing_ca") or ""])
+    intermediates = [c for c in chain if c.subject != c.issuer]  # the roots stay with the trust anchor
+    files = {"cert": _pem(answer["certificate"]), "key": _pem(key_pem), "chain": chain_pem,
+             "fullchain": _pem(answer["certificate"]) + "".join(_pem(certs.certificate_pem(c)) for c in intermediates),
+             # The trust anchor rsyslog checks peers with comes from the host's pinned file, never from the answer.
+             "ca": _pem(p["trust_anchor_pem"] if p.get("trust_anchors") else answer.get("issuing_ca") or "")}
+    if not p.get("trust_anchors"):
+        result["warnings"].append("trust_anchor_path is not set: the certificate was checked against the issuing "
+                                  "CA in Vault's own answer, so the chain is not pinned; set trust_anchor_path to "
+                                  "the root CA certificate.")
     store = _store_of(p)
     store.install(files, info["serial"], key_mode=p["key_mode"], uid=p["uid"], gid=p["gid"])
     missing = certs.missing_subject_fields(cert, p["subject"])
@@ -294,7 +343,3 @@ def _issue_and_install(client, session, p, result):
 def _pem(text):
     text = (text or "").strip()
     return text + "\n" if text else ""
-
-
-def utc_now():
-    return datetime.datetime.now(datetime.timezone.utc)

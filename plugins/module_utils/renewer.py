@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Private to minibus.pki: no compatibility promise to other collections.
 """The on-host renewer: no Ansible, the same ensure_certificate() as the vault_pki_issue module.
 
 Run by minibus-certs-renew.service as the unprivileged renewal account. Reads a JSON config whose keys
@@ -113,6 +114,7 @@ def _report(params, args):
 def _renew(params, force):
     if force:
         params["force"] = True
+    params["minted_by"] = "renewer"
     error, result = None, None
     try:
         result = ensure_certificate(params)

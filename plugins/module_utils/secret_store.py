@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Private to minibus.pki: no compatibility promise to other collections.
 """The renewal account's secret id file: JSON, mode 0600, replaced atomically.
 
 States: ``ready`` (usable), ``in-use`` (a login with it was started; if that run died, the id may be
@@ -35,7 +36,18 @@ def load(path):
         return {"state": CONSUMED, "problem": "the file is not valid JSON"}
     if not isinstance(record, dict) or not record.get("secret_id"):
         return {"state": CONSUMED, "problem": "the file holds no secret id"}
+    if not isinstance(record["secret_id"], str) or record.get("state") not in (READY, IN_USE, CONSUMED):
+        return {"state": CONSUMED, "problem": "the file is not a secret id store this module wrote"}
+    if record.get("expires_at") is not None and _expiry(record["expires_at"]) is None:
+        return {"state": CONSUMED, "problem": "the file's expires_at %r is not a UTC time" % (record["expires_at"],)}
     return record
+
+
+def _expiry(value):
+    try:
+        return datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    except (TypeError, ValueError):
+        return None
 
 
 def save(path, secret_id, accessor=None, ttl_seconds=None, uid=-1, gid=-1, now=None):
@@ -64,15 +76,10 @@ def problem(record, now=None):
     if record.get("state") == CONSUMED:
         return "the stored secret id was spent or refused"
     expires_at = record.get("expires_at")
-    if expires_at:
-        expiry = datetime.datetime.strptime(expires_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    if expires_at is not None:
+        expiry = _expiry(expires_at)
+        if expiry is None:
+            return "the stored expires_at is not a UTC time"
         if expiry <= now:
             return "the stored secret id expired at %s" % expires_at
     return None
-
-
-def summary(record):
-    """What may be shown about a record: never the secret id."""
-    if not record:
-        return None
-    return dict((k, v) for k, v in record.items() if k != "secret_id")

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Private to minibus.pki: no compatibility promise to other collections.
 """The one Vault (and OpenBao) client of minibus.pki: HTTP, retries, error mapping and every call.
 
 HTTP goes through hvac's RawAdapter (requests underneath), whose constructor and request() are the
@@ -18,6 +19,7 @@ import time
 import traceback
 
 from .errors import (
+    InvalidInput,
     MinibusError,
     SecretIdRejected,
     VaultUnreachable,
@@ -36,6 +38,9 @@ except (ImportError, ValueError):
     HVAC_IMPORT_ERROR = traceback.format_exc()
 
 hvac = requests = None
+
+# Vault's answers here are a few KiB; anything this large is an attack or a misdirected URL.
+MAX_ANSWER_BYTES = 1024 * 1024
 
 
 def _import_hvac():
@@ -103,8 +108,9 @@ class VaultClient:
             try:
                 self.request_count += 1
                 response = self._adapter.request(
-                    method, "/v1/" + path, headers=headers, json=data, raise_exception=False,
+                    method, "/v1/" + path, headers=headers, json=data, raise_exception=False, stream=True,
                 )
+                body = self._read_capped(response, what)
             except requests.exceptions.SSLError as exc:
                 error = VaultUnreachable(self.scrub(
                     "TLS verification of Vault at %s failed (%s): set ca_cert (or VAULT_CACERT) to the CA "
@@ -139,15 +145,15 @@ class VaultClient:
                                          "in between." % (self.url, what, _short_reason(exc)))
             else:
                 if response.status_code < 400:
-                    if response.status_code == 204 or not response.content:
+                    if response.status_code == 204 or not body:
                         return None
                     try:
-                        return response.json()
+                        return json.loads(body.decode("utf-8"))
                     except ValueError:
                         raise MinibusError(
                             "Vault at %s answered %s with something that is not JSON: check that url points "
                             "at Vault's API (not a proxy or web page)." % (self.url, what))
-                errors = _errors_of(response)
+                errors = _errors_of(body)
                 if response.status_code == 429 or response.status_code == 503:
                     retry_safe = True
                 elif response.status_code >= 500:
@@ -164,6 +170,28 @@ class VaultClient:
             if attempt > self.retries:
                 raise error
             time.sleep(min(self.backoff * (2 ** (attempt - 1)), 5.0))
+
+    def _read_capped(self, response, what):
+        """The body, read up to MAX_ANSWER_BYTES: a larger answer is refused before it fills memory."""
+        try:
+            declared = int(response.headers.get("Content-Length") or 0)
+        except ValueError:
+            declared = 0
+        chunks, size = [], 0
+        try:
+            if declared <= MAX_ANSWER_BYTES:
+                for chunk in response.iter_content(65536):
+                    size += len(chunk)
+                    if size > MAX_ANSWER_BYTES:
+                        break
+                    chunks.append(chunk)
+        finally:
+            response.close()
+        if declared > MAX_ANSWER_BYTES or size > MAX_ANSWER_BYTES:
+            raise MinibusError("Vault at %s answered %s with more than %d KiB, far more than any real answer: "
+                               "refused; check that url points at Vault's API, not a proxy or a file server."
+                               % (self.url, what, MAX_ANSWER_BYTES // 1024))
+        return b"".join(chunks)
 
     def scrub(self, text):
         """text without any secret this client has seen."""
@@ -199,9 +227,9 @@ class VaultClient:
         return MinibusError("Vault refused %s (%s)." % (what, detail), status, errors)
 
 
-def _errors_of(response):
+def _errors_of(body):
     try:
-        errors = response.json().get("errors")
+        errors = json.loads(body.decode("utf-8")).get("errors")
     except (ValueError, AttributeError):
         errors = None
     return [str(e) for e in errors] if errors else []
@@ -234,6 +262,14 @@ def _short_reason(exc):
         if match:
             return label or one_line(match.group(0)).lower()
     return type(exc).__name__
+
+
+def client_from_options(params):
+    """The one way plugins build a VaultClient: from the shared connection options (validated already)."""
+    return VaultClient(params["url"], ca_cert=params.get("ca_cert"),
+                       validate_certs=params.get("validate_certs", True) is not False,
+                       namespace=params.get("namespace"), timeout=params.get("timeout") or 30,
+                       retries=3 if params.get("retries") is None else params["retries"])
 
 
 # --- AppRole and wrapping -------------------------------------------------------------------
@@ -297,12 +333,16 @@ def unwrap(client, wrapping_token, expected_creation_path=None, creation_path_pa
 
 def unwrap_secret_id(client, wrapping_token, auth_mount_point="approle", approle_name=None,
                      known_creation_path=None):
-    """Unwrap a response-wrapped AppRole secret id after checking it was minted for our role."""
-    if approle_name:
-        expected, pattern = secret_id_path(auth_mount_point, approle_name), None
-    else:
-        expected, pattern = None, r"auth/%s/role/[^/\s]+/secret-id" % re.escape(auth_mount_point)
-    data, _path = unwrap(client, wrapping_token, expected, pattern, known_creation_path)
+    """Unwrap a response-wrapped AppRole secret id after checking it was minted for our role.
+
+    approle_name is required: any role's secret-id path would let a token minted for another
+    AppRole role on the mount (with other policies) pass.
+    """
+    if not approle_name:
+        raise InvalidInput("Unwrapping a secret id needs approle_name: a wrapping token is accepted only when it "
+                           "was minted for that AppRole role.")
+    expected = secret_id_path(auth_mount_point, approle_name)
+    data, _path = unwrap(client, wrapping_token, expected, None, known_creation_path)
     if not data.get("secret_id"):
         raise WrappingTokenRejected("The unwrapped response holds no secret id: mint the wrapped secret id at "
                                     "auth/<mount>/role/<name>/secret-id.")
@@ -333,16 +373,10 @@ def revoke_self(client, token):
 
 
 def authenticate(client, params):
-    """Turn the shared authentication options into a Session (validated already by options.validate_auth)."""
-    if params.get("token"):
-        client.remember_secret(params["token"])
-        return Session(params["token"], owned=False)
-    mount = params.get("auth_mount_point") or "approle"
-    secret_id = params.get("secret_id")
-    if params.get("secret_id_wrapping_token"):
-        secret_id = unwrap_secret_id(client, params["secret_id_wrapping_token"], mount,
-                                     params.get("approle_name"))["secret_id"]
-    return approle_login(client, params["role_id"], secret_id, mount)
+    """Turn the shared authentication options into a Session (one file per method: _auth_<name>.py)."""
+    # Imported here: each method's file imports this module.
+    from . import _authenticator  # pylint: disable=import-outside-toplevel
+    return _authenticator.authenticate(client, params)
 
 
 # --- PKI --------------------------------------------------------------------------------------

@@ -82,8 +82,9 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.minibus.pki.plugins.module_utils.errors import MinibusError
 from ansible_collections.minibus.pki.plugins.module_utils.options import (
-    AUTH_SPEC, CONNECTION_SPEC, resolve_env, validate_auth, validate_connection)
-from ansible_collections.minibus.pki.plugins.module_utils.vault import HVAC_IMPORT_ERROR, VaultClient, authenticate
+    AUTH_SPEC, CONNECTION_SPEC, connection_warnings, resolve_env, validate_auth, validate_connection)
+from ansible_collections.minibus.pki.plugins.module_utils._authenticator import authenticate
+from ansible_collections.minibus.pki.plugins.module_utils.vault import HVAC_IMPORT_ERROR, client_from_options
 
 
 def main():
@@ -92,7 +93,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if HVAC_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("hvac"))
-    if module.params["token"]:
+    if module.params["token"] or module.params["auth_method"] not in (None, "approle"):
         module.fail_json(msg="vault_approle_login obtains a token and does not take one: give role_id with "
                              "secret_id or secret_id_wrapping_token.")
     params = resolve_env(dict(module.params), os.environ)
@@ -102,8 +103,9 @@ def main():
         validate_auth(params)
         if module.check_mode:
             module.exit_json(changed=True, msg="would log in with AppRole role id %s" % params["role_id"])
-        client = VaultClient(params["url"], params["ca_cert"], params["validate_certs"], params["namespace"],
-                             params["timeout"], params["retries"])
+        for warning in connection_warnings(params):
+            module.warn(warning)
+        client = client_from_options(params)
         session = authenticate(client, params)
     except MinibusError as exc:
         module.fail_json(msg=exc.message)

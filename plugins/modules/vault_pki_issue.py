@@ -23,6 +23,15 @@ description:
     O(key_path), O(chain_path) and O(ca_path) are symlinks through one C(current) symlink that is replaced
     with a single atomic C(rename). No reader can resolve a new certificate next to an old key. The previous
     version is kept, older ones are removed.
+  - Run as root with O(owner) naming another account, the module forks a child that drops to that account
+    (supplementary groups, group, user; it checks it cannot become root again) and does all of the work
+    there, the Vault requests included; root only relays the result. Root never opens, chowns, removes or
+    follows anything in a store that account can change. The directory of O(cert_path) must then exist and be
+    writable by O(owner), and O(owner) must be able to read O(ca_cert) and O(trust_anchor_path). Run as root
+    without O(owner), the module refuses a store directory that another account owns.
+  - Symbolic links in the store that the module did not make (a symlinked C(.minibus), C(.minibus/<name>) or
+    version directory, a lock file that is a link) are refused with one sentence before any Vault request.
+  - Every answer from Vault is checked before anything is written, see O(trust_anchor_path).
   - With O(secret_id_store), every run that talks to Vault also mints the next secret id (response-wrapped,
     creation path checked), and stores it atomically (mode 0600) before the certificate is requested. The
     on-host renewer of the M(minibus.pki.minibus_certs) role uses that store. Without explicit credentials
@@ -113,7 +122,25 @@ options:
     description: Where the CA chain Vault returns (issuing CA up to the root) is written.
     type: path
   ca_path:
-    description: Where the issuing CA certificate is written.
+    description:
+      - Where the CA certificate that peers are checked against is written (for rsyslog's CA file).
+      - With O(trust_anchor_path) this is the content of that file, never a CA from Vault's answer; without
+        it, the issuing CA from the answer.
+    type: path
+  fullchain_path:
+    description:
+      - Where the certificate followed by its intermediate CA certificates (without the root) is written, in
+        the same version directory as the others and switched with them, for servers that present their chain.
+    type: path
+  trust_anchor_path:
+    description:
+      - A PEM file on the host with the root CA certificate(s) this host's certificates must chain to.
+      - Every answer is checked before anything is written; the certificate parses, matches the key, carries
+        exactly the common name and the DNS and IP names asked for, is valid now (5 minutes of clock skew
+        allowed), lives about the O(ttl) asked, and is signed by the issuing CA in the answer, whose chain is
+        in order and valid. With this option the chain must also end at one of these anchors (signatures and
+        names checked), and O(ca_path) gets this file's content.
+      - Without it the chain is not pinned, and the module returns a warning saying so.
     type: path
   mode:
     description:
@@ -141,8 +168,9 @@ options:
     default: false
 notes:
   - The private key is never returned. There is no option to return it.
-  - Bad options, unreachable Vault, refused names or key types, capped TTLs and unwritable paths fail with one
-    sentence and change no file.
+  - Bad options, unreachable Vault, refused names or key types, capped TTLs, unwritable paths and answers that
+    fail a check (junk, other names, expired, not yet valid, far too long, foreign chain, larger than 1 MiB)
+    fail with one sentence and change no file.
 """
 
 EXAMPLES = r"""
@@ -212,6 +240,10 @@ vault_requests:
   description: How many HTTP requests were sent to Vault (0 while the certificate is good).
   returned: always
   type: int
+privileges_dropped:
+  description: Whether the work ran in a child process as O(owner) because the module ran as root.
+  returned: when the module ran as root with another owner
+  type: bool
 """
 
 import os
@@ -225,11 +257,21 @@ from ansible_collections.minibus.pki.plugins.module_utils.options import AUTH_SP
 from ansible_collections.minibus.pki.plugins.module_utils.vault import HVAC_IMPORT_ERROR
 
 
+_FS_OPTIONS = ("seuser", "serole", "setype", "selevel", "attributes")
+
+
 def _fs_attributes(module, result):
-    """SELinux context and file attributes from the common file options (owner/mode are set by the core)."""
-    if not result["issued"]:
+    """SELinux context and file attributes from the common file options (owner/mode are set by the core).
+
+    Only when asked for: this runs as root and resolves links through the store, which the owner can change.
+    """
+    if not result["issued"] or not any(module.params.get(o) for o in _FS_OPTIONS):
         return
-    for option in ("cert_path", "key_path", "chain_path", "ca_path"):
+    if result.get("privileges_dropped"):
+        module.warn("SELinux and file attribute options are not applied to a store that another account owns: "
+                    "root does not follow paths that account can change.")
+        return
+    for option in ("cert_path", "key_path", "chain_path", "ca_path", "fullchain_path"):
         if module.params[option]:
             real = os.path.realpath(module.params[option])
             file_args = module.load_file_common_arguments(module.params, path=real)

@@ -71,9 +71,9 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.minibus.pki.plugins.module_utils.errors import MinibusError
 from ansible_collections.minibus.pki.plugins.module_utils.options import (
-    CONNECTION_SPEC, resolve_env, validate_connection)
+    CONNECTION_SPEC, connection_warnings, resolve_env, validate_connection)
 from ansible_collections.minibus.pki.plugins.module_utils.vault import (
-    HVAC_IMPORT_ERROR, VaultClient, check_creation_path, lookup_creation_path, unwrap)
+    HVAC_IMPORT_ERROR, check_creation_path, client_from_options, lookup_creation_path, unwrap)
 
 
 def main():
@@ -89,8 +89,9 @@ def main():
     expected = params["expected_creation_path"]
     try:
         validate_connection(params)
-        client = VaultClient(params["url"], params["ca_cert"], params["validate_certs"], params["namespace"],
-                             params["timeout"], params["retries"])
+        for warning in connection_warnings(params):
+            module.warn(warning)
+        client = client_from_options(params)
         if module.check_mode:
             creation_path = lookup_creation_path(client, params["wrapping_token"])
             check_creation_path(creation_path, expected)

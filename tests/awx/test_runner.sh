@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # minibus.pki.site run the way AWX runs it, against a real lab (tools/demo/lab.sh):
-#   OpenBao dev server + rsyslog server + rsyslog client in systemd containers (podman,
+#   OpenBao dev server over HTTPS (tools/devbao.py) + rsyslog server + rsyslog client in systemd containers (podman,
 #   network minibus-demo, containers minibus-awx-*, 198.18.1.20-22), the collection installed
 #   offline from the tarball, ansible-runner on a private_data_dir whose env/envvars and
 #   env/extravars are rendered from awx/credential_type.yml's injectors. VAULT_TOKEN there is
@@ -32,7 +32,8 @@ t0=$SECONDS
 ok "lab up (image, network, containers, OpenBao, bootstrap from the tarball)"
 
 # The token the credential injects is the broker token, with nothing but minibus-broker.
-policies="$(curl -fsS -H "X-Vault-Token: $(cat "$LAB_DIR/broker-token")" \
+vault_ca="$("$lab" vault-ca)"
+policies="$(curl -fsS --cacert "$vault_ca" -H "X-Vault-Token: $(cat "$LAB_DIR/broker-token")" \
   "$("$lab" vault-url)/v1/auth/token/lookup-self" | jq -r '.data.policies | sort | join(",")')"
 if [ "$policies" = "default,minibus-broker" ]; then ok "injected VAULT_TOKEN has policies $policies (not root)"
 else ko "broker token policies: $policies"; fi
@@ -58,7 +59,12 @@ for k in VAULT_ADDR VAULT_CACERT VAULT_TOKEN; do
   if grep -q "^$k:" "$env_file"; then ok "env/envvars has $k (rendered injector)"; else ko "env/envvars lacks $k"; fi
 done
 cacert="$(python3 -c 'import sys,yaml; print(yaml.safe_load(open(sys.argv[1]))["VAULT_CACERT"])' "$env_file")"
-if cmp -s "$cacert" "$LAB_DIR/vault-ca.pem"; then ok "VAULT_CACERT file holds the credential's CA bundle"; else ko "VAULT_CACERT file"; fi
+if cmp -s "$cacert" "$vault_ca"; then ok "VAULT_CACERT file holds the credential's CA bundle: the CA of Vault's TLS certificate"; else ko "VAULT_CACERT file"; fi
+# ... and not the PKI's root CA (which signs the hosts' certificates, not Vault's)
+curl -fsS --cacert "$vault_ca" "$("$lab" vault-url)/v1/pki/ca/pem" >"$LAB_DIR/pki-root.pem"
+if [ -s "$LAB_DIR/pki-root.pem" ] && ! cmp -s "$cacert" "$LAB_DIR/pki-root.pem"; then ok "VAULT_CACERT is not the PKI root CA"; else ko "VAULT_CACERT is the PKI root CA"; fi
+addr="$(python3 -c 'import sys,yaml; print(yaml.safe_load(open(sys.argv[1]))["VAULT_ADDR"])' "$env_file")"
+if [[ "$addr" == https://* ]]; then ok "VAULT_ADDR is $addr (verified HTTPS)"; else ko "VAULT_ADDR is $addr"; fi
 if grep -q "minibus_certs_role_id: minibus/csr" "$LAB_DIR/runner/env/extravars"; then ok "extra_vars minibus_certs_role_id"; else ko "extravars"; fi
 
 if "$lab" run second; then

@@ -4,10 +4,11 @@
 #   2. with ANSIBLE_COLLECTIONS_PATH = that path only (plus the collections shipped inside the
 #      `ansible` package, which ansible-core always finds), check that ansible-doc sees the
 #      three modules, the lookup and the role;
-#   3. start an OpenBao dev server (the repository's tools/devbao.sh: test tooling, not shipped), run
-#      minibus.pki.vault_bootstrap from the installed copy, mint a wrapped secret id with the
-#      lookup (broker token, not root) and issue a certificate with minibus.pki.vault_pki_issue
-#      into a temp dir: changed, then unchanged.
+#   3. start an OpenBao dev server over HTTPS (the repository's tools/devbao.py: test tooling, not
+#      shipped), run minibus.pki.vault_bootstrap from the installed copy trusting the server's CA
+#      (minibus_vault_ca_cert), mint a wrapped secret id with the lookup (broker token, not root;
+#      VAULT_CACERT) and issue a certificate with minibus.pki.vault_pki_issue into a temp dir:
+#      changed, then unchanged.
 # Usage: tests/dist/test_tarball.sh dist/minibus-pki-<version>.tar.gz   (make test-dist)
 set -euo pipefail
 
@@ -21,9 +22,7 @@ log() { printf '[test-dist] %s\n' "$*" >&2; }
 ok() { pass=$((pass + 1)); log "PASS $*"; }
 ko() { fail=$((fail + 1)); log "FAIL $*"; }
 cleanup() {
-  if [ -x "$repo/tools/devbao.sh" ]; then
-    "$repo/tools/devbao.sh" stop "$work/bao" >/dev/null 2>&1 || true
-  fi
+  python3 "$repo/tools/devbao.py" stop "$work/bao" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -66,17 +65,16 @@ for pb in site vault_bootstrap; do
 done
 
 # --- live: dev server, bootstrap, lookup, vault_pki_issue, all from the installed copy -------
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-"$repo/tools/devbao.sh" start "$work/bao" "$port" >/dev/null
-addr="http://127.0.0.1:$port"
-ok "dev server at $addr"
+python3 "$repo/tools/devbao.py" start "$work/bao" >/dev/null
+addr="$(cat "$work/bao/url")" cacert="$work/bao/ca.pem"
+if [[ "$addr" == https://* ]]; then ok "dev server at $addr (CA $cacert)"; else ko "dev server URL '$addr' is not https"; fi
 if VAULT_ADDR="$addr" VAULT_TOKEN=root ansible-playbook -i localhost, minibus.pki.vault_bootstrap \
-     >"$work/bootstrap.log" 2>&1; then
+     -e minibus_vault_ca_cert="$cacert" >"$work/bootstrap.log" 2>&1; then
   ok "minibus.pki.vault_bootstrap (installed copy)"
 else
   tail -n 30 "$work/bootstrap.log" >&2; ko "vault_bootstrap"; log "$pass passed, $fail failed"; exit 1
 fi
-broker="$(curl -fsS -H 'X-Vault-Token: root' -X POST -d '{"policies":["minibus-broker"],"ttl":"1h"}' \
+broker="$(curl -fsS --cacert "$cacert" -H 'X-Vault-Token: root' -X POST -d '{"policies":["minibus-broker"],"ttl":"1h"}' \
   "$addr/v1/auth/token/create" | python3 -c 'import json,sys; print(json.load(sys.stdin)["auth"]["client_token"])')"
 
 cat >"$work/smoke.yml" <<'YAML'
@@ -127,7 +125,7 @@ cat >"$work/smoke.yml" <<'YAML'
           - second.serial == first.serial
 YAML
 mkdir -p "$work/pki"
-if SMOKE_DIR="$work/pki" VAULT_ADDR="$addr" VAULT_TOKEN="$broker" \
+if SMOKE_DIR="$work/pki" VAULT_ADDR="$addr" VAULT_CACERT="$cacert" VAULT_TOKEN="$broker" \
      ansible-playbook -i localhost, "$work/smoke.yml" >"$work/smoke.log" 2>&1; then
   ok "lookup (broker token) + vault_pki_issue: changed, then unchanged"
   grep -E '"msg"|msg:' "$work/smoke.log" | head -n 2 >&2 || true

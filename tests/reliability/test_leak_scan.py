@@ -145,7 +145,8 @@ def test_no_secret_in_verbose_ansible_or_renewer_output(vault, tmp_path):
     playbook.write_text(PLAY)
     proc = subprocess.run(
         [os.path.join(BIN_DIR, "ansible-playbook"), "-vvvv", "-i", "localhost,", str(playbook)],
-        env=clean_env(LEAK_VAULT_URL=vault.url, LEAK_BROKER_TOKEN=vault.broker_token, LEAK_DIR=str(play_dir)),
+        env=clean_env(LEAK_VAULT_URL=vault.url, VAULT_CACERT=vault.ca_cert, LEAK_BROKER_TOKEN=vault.broker_token,
+                      LEAK_DIR=str(play_dir)),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=600, check=False)
     captured = [("ansible-playbook -vvvv", proc.stdout + proc.stderr)]
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

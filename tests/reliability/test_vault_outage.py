@@ -79,7 +79,7 @@ def test_sealed_vault_leaves_store_ready(vault, host_dir):
 
 def test_unreachable_vault_fails_cleanly(vault, host_dir):
     bootstrap_host(vault, host_dir)
-    closed = "http://127.0.0.1:%d" % free_port()  # nothing listens there: connection refused
+    closed = "https://127.0.0.1:%d" % free_port()  # nothing listens there: connection refused
     config = write_renewer_config(vault, host_dir, url=closed, retries=1)
     before_cert, before_secret = cert_bytes(host_dir), store_record(host_dir)["secret_id"]
     proc = run_renewer(config)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end test of playbooks/vault_bootstrap.yml against a real OpenBao dev server.
 #
-# Starts tools/devbao.sh on a free port in a temp dir, runs the bootstrap twice (the second run
+# Starts tools/devbao.py (HTTPS, its own CA) on a free port in a temp dir, runs the bootstrap twice (the second run
 # must report changed=0 and leave both CAs alone), then walks the AppRole / wrapping / PKI flow
 # with the bao CLI and openssl. Prints "N passed, M failed"; exits 1 when anything failed.
 # KEEP=1 keeps the temp dir (server logs, audit log, playbook output).
@@ -17,13 +17,12 @@ for tool in bao ansible-playbook openssl jq python3; do
 done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/minibus-bootstrap.XXXXXX")
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 passed=0
 failed=0
 
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
-    "$root/tools/devbao.sh" stop "$work/bao" >/dev/null 2>&1 || true
+    python3 "$root/tools/devbao.py" stop "$work/bao" >/dev/null 2>&1 || true
     if [[ "${KEEP:-0}" == 1 || $failed -gt 0 ]]; then
         echo "test_bootstrap: files kept in $work"
     else
@@ -52,23 +51,25 @@ finish() {
     exit 0
 }
 
-export VAULT_ADDR="http://127.0.0.1:$port" BAO_ADDR="http://127.0.0.1:$port"
 export VAULT_TOKEN=root BAO_TOKEN=root
 unset VAULT_NAMESPACE BAO_NAMESPACE
 export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 ANSIBLE_STDOUT_CALLBACK=default
 export ANSIBLE_LOCALHOST_WARNING=0 ANSIBLE_INVENTORY_UNPARSED_WARNING=0
 
-if ! "$root/tools/devbao.sh" start "$work/bao" "$port"; then
+if ! python3 "$root/tools/devbao.py" start "$work/bao"; then
     not_ok "OpenBao dev server starts"
     finish
 fi
+# VAULT_ADDR/VAULT_CACERT and BAO_ADDR/BAO_CACERT (https, the launcher's CA); curl trusts that CA only
+eval "$(python3 "$root/tools/devbao.py" env "$work/bao")"
+export CURL_CA_BUNDLE="$VAULT_CACERT"
 
 # bao as a given token (never the ambient root token)
 as() { local t=$1; shift; VAULT_TOKEN="$t" BAO_TOKEN="$t" bao "$@"; }
 
 recap() { grep -E '^localhost +: ' "$1" || echo "(no recap)"; }
 bootstrap() {
-    ansible-playbook -i localhost, playbooks/vault_bootstrap.yml >"$1" 2>&1
+    ansible-playbook -i localhost, playbooks/vault_bootstrap.yml -e minibus_vault_ca_cert="$VAULT_CACERT" >"$1" 2>&1
 }
 
 # ------------------------------------------------------------------ bootstrap, twice

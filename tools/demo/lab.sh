@@ -3,7 +3,9 @@
 # `make test-awx` (tests/awx/test_runner.sh), so both prove the same path:
 #
 #   tools/demo/lab.sh up  TARBALL   image, network, containers (vault, server, client), OpenBao
-#                                   dev server, the collection installed from TARBALL,
+#                                   dev server over HTTPS (tools/devbao.py: its CA in
+#                                   $LAB_DIR/vault-tls/ca.pem, copied to the hosts as
+#                                   /etc/ssl/minibus-vault-ca.pem), the collection installed from TARBALL,
 #                                   minibus.pki.vault_bootstrap, a broker token
 #   tools/demo/lab.sh run           minibus.pki.site through ansible-runner, as AWX runs it:
 #                                   env/envvars rendered from awx/credential_type.yml's injectors
@@ -32,7 +34,12 @@ DOMAIN=minibus.test
 NODES=(vault server client)
 ip_of() { case "$1" in vault) echo "198.18.1.$LAB_IP_BASE" ;; server) echo "198.18.1.$((LAB_IP_BASE + 1))" ;;
                        client) echo "198.18.1.$((LAB_IP_BASE + 2))" ;; esac; }
-VAULT_URL="http://$(ip_of vault):8200"
+# The controller reaches Vault by address, the hosts by name: the launcher's server certificate
+# covers both (tools/devbao.py container --name vault.minibus.test --ip <address>).
+VAULT_URL="https://$(ip_of vault):8200"
+HOST_VAULT_URL="https://vault.$DOMAIN:8200"
+# Where the hosts find the CA that signed Vault's certificate (as an administrator installs it).
+HOST_VAULT_CA=/etc/ssl/minibus-vault-ca.pem
 
 export CONTAINERS_CONF="$repo/tools/podman/containers.conf"
 [ -x "$repo/.venv/bin/ansible" ] && export PATH="$repo/.venv/bin:$PATH"
@@ -75,35 +82,33 @@ containers_up() {
 }
 
 bao_up() {
-  log "starting the OpenBao dev server in $LAB-vault (root token 'root', 0.0.0.0:8200)"
-  # File audit device (declared: OpenBao refuses to enable one over the API). LAB_AUDIT_RAW=1 logs
-  # secrets in clear, for the leak scan of tests/awx/test_runner.sh only: a test lab, never a real Vault.
+  log "starting the OpenBao dev server over HTTPS in $LAB-vault (tools/devbao.py; root token 'root', 0.0.0.0:8200)"
+  # CA (the lab's Vault TLS CA, $LAB_DIR/vault-tls/ca.pem), server certificate, config.hcl (TLS
+  # listener, file audit device) and bao-dev.service from the project's one launcher. LAB_AUDIT_RAW=1
+  # logs secrets in clear, for the leak scan of tests/awx/test_runner.sh only: a test lab.
+  local raw=() f
+  [ "${LAB_AUDIT_RAW:-0}" = 1 ] && raw=(--audit-raw)
+  python3 "$repo/tools/devbao.py" container "$LAB_DIR/vault-tls" --name "vault.$DOMAIN" --ip "$(ip_of vault)" "${raw[@]}" >&2
   podman exec "$LAB-vault" mkdir -p /etc/bao /var/log/bao
-  printf 'audit "file" "lab" {\n  options {\n    file_path = "/var/log/bao/audit.log"\n    log_raw = "%s"\n  }\n}\n' \
-    "$([ "${LAB_AUDIT_RAW:-0}" = 1 ] && echo true || echo false)" |
-    podman exec -i "$LAB-vault" sh -c 'cat >/etc/bao/config.hcl'
-  podman exec -i "$LAB-vault" sh -c 'cat >/etc/systemd/system/bao-dev.service' <<'UNIT'
-[Unit]
-Description=OpenBao dev server (minibus.pki lab)
-After=network-online.target
-
-[Service]
-ExecStart=/usr/local/bin/bao server -dev -dev-root-token-id=root -dev-listen-address=0.0.0.0:8200 -config /etc/bao/config.hcl
-Restart=on-failure
-RestartSec=1
-
-[Install]
-WantedBy=multi-user.target
-UNIT
+  for f in server.pem server-key.pem config.hcl; do podman cp "$LAB_DIR/vault-tls/$f" "$LAB-vault:/etc/bao/$f"; done
+  podman exec "$LAB-vault" chmod 0600 /etc/bao/server-key.pem
+  podman cp "$LAB_DIR/vault-tls/bao-dev.service" "$LAB-vault:/etc/systemd/system/bao-dev.service"
   podman exec "$LAB-vault" systemctl daemon-reload
   podman exec "$LAB-vault" systemctl enable --now bao-dev.service >/dev/null 2>&1
+  for f in server client; do
+    podman cp "$LAB_DIR/vault-tls/ca.pem" "$LAB-$f:$HOST_VAULT_CA"
+    podman exec "$LAB-$f" chmod 0644 "$HOST_VAULT_CA"
+  done
   local _
   for _ in $(seq 1 60); do
-    curl -fsS -o /dev/null --max-time 2 "$VAULT_URL/v1/sys/health" 2>/dev/null && { log "OpenBao answers at $VAULT_URL"; return 0; }
+    vcurl -o /dev/null --max-time 2 "$VAULT_URL/v1/sys/health" 2>/dev/null && { log "OpenBao answers at $VAULT_URL (verified with $LAB_DIR/vault-tls/ca.pem)"; return 0; }
     sleep 0.5
   done
   die "OpenBao did not answer at $VAULT_URL"
 }
+
+# curl trusting the lab's Vault TLS CA only
+vcurl() { curl -fsS --cacert "$LAB_DIR/vault-tls/ca.pem" "$@"; }
 
 collection_up() {
   local tarball="$1"
@@ -116,15 +121,15 @@ collection_up() {
 bootstrap() {
   log "configuring PKI + AppRole with minibus.pki.vault_bootstrap (installed copy, root token)"
   ANSIBLE_COLLECTIONS_PATH="$LAB_DIR/collections" VAULT_ADDR="$VAULT_URL" VAULT_TOKEN=root \
-    ansible-playbook -i localhost, minibus.pki.vault_bootstrap >"$LAB_DIR/bootstrap.log" 2>&1 ||
+    ansible-playbook -i localhost, minibus.pki.vault_bootstrap -e minibus_vault_ca_cert="$LAB_DIR/vault-tls/ca.pem" \
+    >"$LAB_DIR/bootstrap.log" 2>&1 ||
     { tail -n 30 "$LAB_DIR/bootstrap.log" >&2; die "vault_bootstrap failed"; }
   grep -E '^localhost' "$LAB_DIR/bootstrap.log" | sed 's/^/  /' >&2 || true
   log "creating a broker token (policy minibus-broker, not root) for the controller"
-  curl -fsS -H 'X-Vault-Token: root' -X POST \
+  vcurl -H 'X-Vault-Token: root' -X POST \
     -d '{"policies":["minibus-broker"],"no_default_policy":false,"ttl":"2h","display_name":"minibus-lab-broker"}' \
     "$VAULT_URL/v1/auth/token/create" | jq -r .auth.client_token >"$LAB_DIR/broker-token"
   chmod 0600 "$LAB_DIR/broker-token"
-  curl -fsS "$VAULT_URL/v1/pki/ca/pem" >"$LAB_DIR/vault-ca.pem"
 }
 
 inventory() {
@@ -135,7 +140,8 @@ all:
   vars:
     ansible_connection: containers.podman.podman
     ansible_python_interpreter: /usr/bin/python3
-    minibus_certs_vault_url: $VAULT_URL
+    minibus_certs_vault_url: $HOST_VAULT_URL
+    minibus_certs_vault_ca_cert: $HOST_VAULT_CA
   children:
     rsyslog_servers:
       hosts:
@@ -182,48 +188,8 @@ cmd_up() {
 render_credential() {
   local pdd="$1"
   CRED_VAULT_URL="$VAULT_URL" CRED_BROKER_TOKEN_FILE="$LAB_DIR/broker-token" \
-  CRED_CA_BUNDLE_FILE="$LAB_DIR/vault-ca.pem" CRED_ROLE_ID="${CRED_ROLE_ID:-}" \
-  COLLECTIONS="$LAB_DIR/collections" python3 - "$repo/awx/credential_type.yml" "$pdd" <<'PY'
-import os, sys, yaml
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-ct_path, pdd = sys.argv[1], sys.argv[2]
-ct = yaml.safe_load(open(ct_path))
-inputs = {
-    "vault_url": os.environ["CRED_VAULT_URL"],
-    "vault_ca_bundle": open(os.environ["CRED_CA_BUNDLE_FILE"]).read(),
-    "broker_token": open(os.environ["CRED_BROKER_TOKEN_FILE"]).read().strip(),
-}
-if os.environ.get("CRED_ROLE_ID"):
-    inputs["role_id"] = os.environ["CRED_ROLE_ID"]
-fields = {f["id"] for f in ct["inputs"]["fields"]}
-missing = [r for r in ct["inputs"].get("required", []) if r not in inputs]
-assert not missing, "required inputs missing: %s" % missing
-# AWX: every defined field is in the namespace, unset ones as ''.
-ns = {f: inputs.get(f, "") for f in fields}
-env = ImmutableSandboxedEnvironment()
-inj = ct["injectors"]
-files = {}
-for key, tmpl in (inj.get("file") or {}).items():
-    name = key.split(".", 1)[1] if "." in key else "cred"
-    path = os.path.join(pdd, "env", "credential_" + name)
-    with open(path, "w") as fh:
-        fh.write(env.from_string(tmpl).render(**ns))
-    os.chmod(path, 0o600)
-    files[name] = path
-ns["tower"] = {"filename": files if len(files) > 1 or "cred" not in files else files["cred"]}
-envvars = {k: env.from_string(v).render(**ns) for k, v in (inj.get("env") or {}).items()}
-extravars = {k: env.from_string(v).render(**ns) for k, v in (inj.get("extra_vars") or {}).items()}
-# Runner plumbing (not from the credential): where the collection is, no colour.
-envvars.update({"ANSIBLE_COLLECTIONS_PATH": os.environ["COLLECTIONS"], "ANSIBLE_NOCOLOR": "1",
-                "ANSIBLE_FORCE_COLOR": "0", "CONTAINERS_CONF": os.environ["CONTAINERS_CONF"]})
-yaml.safe_dump(envvars, open(os.path.join(pdd, "env", "envvars"), "w"), default_flow_style=False)
-yaml.safe_dump(extravars, open(os.path.join(pdd, "env", "extravars"), "w"), default_flow_style=False)
-os.chmod(os.path.join(pdd, "env", "envvars"), 0o600)
-shown = {k: ("<%d chars>" % len(v) if k == "VAULT_TOKEN" else v) for k, v in envvars.items()}
-print("[render] credential env: %s" % shown, file=sys.stderr)
-print("[render] credential extra_vars: %s" % extravars, file=sys.stderr)
-PY
+  CRED_CA_BUNDLE_FILE="$LAB_DIR/vault-tls/ca.pem" CRED_ROLE_ID="${CRED_ROLE_ID:-}" \
+  COLLECTIONS="$LAB_DIR/collections" python3 "$repo/tools/demo/awx_credential.py" "$repo/awx/credential_type.yml" "$pdd"
 }
 
 cmd_run() {
@@ -313,5 +279,6 @@ case "${1:-}" in
   certs) cmd_certs ;;
   proof) cmd_proof ;;
   vault-url) echo "$VAULT_URL" ;;
-  *) echo "usage: $0 up TARBALL | run [IDENT] | certs | proof | down | vault-url" >&2; exit 2 ;;
+  vault-ca) echo "$LAB_DIR/vault-tls/ca.pem" ;;
+  *) echo "usage: $0 up TARBALL | run [IDENT] | certs | proof | down | vault-url | vault-ca" >&2; exit 2 ;;
 esac

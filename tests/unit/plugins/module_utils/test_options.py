@@ -69,6 +69,8 @@ def test_env_table_is_ordered_vault_first():
     ({"role_id": "r", "secret_id": "s", "auth_mount_point": ""}, "auth_mount_point"),
     ({}, "No Vault credentials"),
     ({"role_id": "r"}, "No Vault credentials"),
+    # a wrapping token is unwrapped only for one named AppRole role
+    ({"role_id": "r", "secret_id_wrapping_token": "w"}, "needs approle_name"),
 ])
 def test_validate_auth_rejects(params, needle):
     with pytest.raises(InvalidInput) as info:
@@ -79,7 +81,8 @@ def test_validate_auth_rejects(params, needle):
 @pytest.mark.parametrize("params,expected", [
     ({"token": "t"}, "token"),
     ({"role_id": "r", "secret_id": "s", "auth_mount_point": "approle"}, "approle"),
-    ({"role_id": "r", "secret_id_wrapping_token": "w", "auth_mount_point": "ci/approle"}, "approle"),
+    ({"role_id": "r", "secret_id_wrapping_token": "w", "auth_mount_point": "ci/approle", "approle_name": "a"},
+     "approle"),
 ])
 def test_validate_auth_accepts(params, expected):
     assert options.validate_auth(params) == expected
@@ -101,6 +104,11 @@ def test_validate_auth_not_required():
     ({"url": "vault:8200"}, "not an http(s) URL"),
     ({"url": "https://v", "timeout": 0}, "timeout"),
     ({"url": "https://v", "retries": -1}, "retries"),
+    ({"url": "http://127.0.0.1:8200"}, "plain http"),
+    ({"url": "http://127.0.0.1:8200", "allow_insecure_http": False}, "allow_insecure_http"),
+    ({"url": "https://v", "timeout": "soon"}, "timeout 'soon' is not a whole number"),
+    ({"url": "https://v", "retries": "3x"}, "retries '3x' is not a whole number"),
+    ({"url": "https://v", "timeout": True}, "timeout True is not a whole number"),
 ])
 def test_validate_connection_rejects(params, needle):
     with pytest.raises(InvalidInput) as info:
@@ -108,6 +116,24 @@ def test_validate_connection_rejects(params, needle):
     assert needle in info.value.message
 
 
-@pytest.mark.parametrize("url", ["https://vault.example.org:8200", "http://127.0.0.1:8200/"])
+@pytest.mark.parametrize("url", ["https://vault.example.org:8200", "https://127.0.0.1:8200/"])
 def test_validate_connection_accepts(url):
     options.validate_connection({"url": url, "timeout": 30, "retries": 0})
+
+
+def test_insecure_http_only_when_asked_and_then_warned():
+    params = {"url": "http://127.0.0.1:8200", "allow_insecure_http": True}
+    options.validate_connection(params)
+    assert any("in clear" in w for w in options.connection_warnings(params))
+    assert options.connection_warnings({"url": "https://v", "validate_certs": True}) == []
+
+
+def test_validate_certs_false_warns():
+    warnings = options.connection_warnings({"url": "https://v", "validate_certs": False})
+    assert len(warnings) == 1 and "validate_certs is false" in warnings[0]
+
+
+def test_timeout_and_retries_given_as_strings_become_numbers():
+    params = {"url": "https://v", "timeout": "30", "retries": " 2 "}
+    options.validate_connection(params)
+    assert params["timeout"] == 30 and params["retries"] == 2

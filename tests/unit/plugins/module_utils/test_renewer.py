@@ -26,7 +26,7 @@ def _write(tmp_path, config):
 
 
 def _base_config(tmp_path):
-    return {"url": "http://127.0.0.1:9", "role_id": "minibus/csr", "approle_name": "minibus-csr",
+    return {"url": "http://127.0.0.1:9", "allow_insecure_http": True, "role_id": "minibus/csr", "approle_name": "minibus-csr",
             "common_name": "host.example.org", "cert_path": str(tmp_path / "tls" / "host.crt"),
             "key_path": str(tmp_path / "tls" / "host.key")}
 
@@ -148,3 +148,23 @@ def test_main_secret_in_config_fails_cleanly(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 1 and out == ""
     assert "must not hold token" in err and secret not in err and err.count("\n") == 1
+
+
+def test_timeout_and_retries_as_strings_are_numbers_not_a_type_error(tmp_path, capsys):
+    # Issue 11: "-e minibus_certs_vault_timeout=30" reached renewer.json as "30": "unexpected TypeError".
+    from ansible_collections.minibus.pki.plugins.module_utils import secret_store
+    store = str(tmp_path / "secret-id.json")
+    secret_store.save(store, "a-stored-secret-id")
+    config = dict(_base_config(tmp_path), timeout="30", retries="0", secret_id_store=store)
+    code = renewer.main(["--config", _write(tmp_path, config)], environ={})
+    out, err = capsys.readouterr()
+    assert code == 1 and out == ""
+    assert err.startswith("minibus-certs-renew: failed: Could not connect to Vault at http://127.0.0.1:9")
+    assert "unexpected" not in err and "a-stored-secret-id" not in err
+
+
+def test_junk_timeout_is_one_sentence(tmp_path, capsys):
+    code = renewer.main(["--config", _write(tmp_path, dict(_base_config(tmp_path), timeout="soon"))], environ={})
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert err == "minibus-certs-renew: failed: timeout 'soon' is not a whole number: give it like 30.\n"

@@ -10,6 +10,8 @@ import json
 import os
 import stat
 
+import pytest
+
 from ansible_collections.minibus.pki.plugins.module_utils import secret_store
 
 UTC = datetime.timezone.utc
@@ -83,10 +85,23 @@ def test_ready_is_usable(tmp_path):
     assert secret_store.problem(record, now=T0) is None
 
 
-def test_summary_never_holds_the_secret(tmp_path):
-    record = secret_store.save(str(tmp_path / "s.json"), SECRET, accessor="acc", ttl_seconds=60, now=T0)
-    shown = secret_store.summary(record)
-    assert "secret_id" not in shown
-    assert SECRET not in json.dumps(shown)
-    assert shown["accessor"] == "acc" and shown["state"] == "ready"
-    assert secret_store.summary(None) is None
+@pytest.mark.parametrize("content", [
+    '{"secret_id": "x", "state": "ready", "expires_at": "tomorrow"}',
+    '{"secret_id": "x", "state": "ready", "expires_at": 12}',
+    '{"secret_id": ["x"], "state": "ready"}',
+    '{"secret_id": "x", "state": "who knows"}',
+    '[1, 2]',
+    'not json at all',
+    '"just a string"',
+])
+def test_malformed_store_is_unusable_never_a_crash(tmp_path, content):
+    path = tmp_path / "s.json"
+    path.write_text(content)
+    record = secret_store.load(str(path))
+    problem = secret_store.problem(record, now=T0)
+    assert problem and "\n" not in problem and "x" != problem
+
+
+def test_problem_of_a_record_with_a_bad_expiry():
+    assert secret_store.problem({"secret_id": "x", "state": "ready", "expires_at": "tomorrow"}, now=T0) \
+        == "the stored expires_at is not a UTC time"

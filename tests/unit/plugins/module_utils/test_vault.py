@@ -285,3 +285,16 @@ def test_connection_refused_is_retried(consumes_secret):
     assert "not retried" not in info.value.message
     _assert_one_sentence(info.value.message)
     assert c.request_count == 3  # refused means never sent: retried even for a single-use secret
+
+
+def test_an_answer_above_the_size_cap_is_refused_and_one_just_below_is_read(server, monkeypatch):
+    monkeypatch.setattr(vault, "MAX_ANSWER_BYTES", 4096)
+    big = _Script([(200, {"data": {"certificate": "x" * 5000}})], final=(200, {"data": {"certificate": "x" * 3000}}))
+    c = vault.VaultClient(server(big), retries=0, backoff=0.01)
+    try:
+        with pytest.raises(MinibusError) as info:
+            c.request("POST", "pki_int/sign/minibus-server", what="the certificate request")
+        assert "answered the certificate request with more than 4 KiB" in info.value.message
+        assert len(c.request("POST", "pki_int/sign/minibus-server")["data"]["certificate"]) == 3000
+    finally:
+        c.close()
