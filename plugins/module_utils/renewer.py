@@ -6,7 +6,8 @@
 
 Run by minibus-certs-renew.service as the unprivileged renewal account. Reads a JSON config whose keys
 are the vault_pki_issue option names, prints one line for the journal, exits 0 (nothing to do, or
-renewed) or 1 (failed: the old certificate stays in place; the next timer run tries again).
+renewed) or 1 (failed: the old certificate stays in place; the next timer run tries again). Every run
+is recorded in a state file and a Prometheus textfile (health.py); --status and --check read them.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,12 +20,13 @@ import os
 import sys
 
 from .errors import MinibusError
+from . import health, secret_store
 from .files import write_file_atomic
 from .issuance import CERTIFICATE_SPEC, ensure_certificate
 from .options import AUTH_SPEC, CONNECTION_SPEC, resolve_env
 
 # Config keys the renewer understands beyond the module's options.
-_RENEWER_KEYS = ("stamp_path", "mode", "owner", "group")
+_RENEWER_KEYS = ("stamp_path", "state_path", "metrics_path", "mode", "owner", "group")
 
 
 def load_config(path):
@@ -63,24 +65,69 @@ def main(argv=None, environ=None):
                                      description="Renew this host's minibus.pki certificate when it is due.")
     parser.add_argument("--config", default="/etc/minibus-certs/renewer.json")
     parser.add_argument("--force", action="store_true", help="renew even if the certificate is still good")
-    parser.add_argument("--check", action="store_true", help="only say whether a renewal is due")
+    parser.add_argument("--check", action="store_true",
+                        help="Nagios-style check, no Vault request: exit 0 ok, 1 renewal due, "
+                             "2 failed, expired or no usable secret id")
+    parser.add_argument("--status", action="store_true", help="show the certificate's health, no Vault request")
+    parser.add_argument("--json", action="store_true", help="with --status: print JSON instead of a table")
     args = parser.parse_args(argv)
     environ = os.environ if environ is None else environ
     try:
         params = resolve_env(load_config(args.config), environ)
-        params["minted_by"] = "renewer"
-        if args.force:
-            params["force"] = True
-        result = ensure_certificate(params, check_mode=args.check)
+    except MinibusError as exc:
+        _say(sys.stderr, "minibus-certs-renew: failed: %s" % exc.message)
+        return health.CRITICAL if args.check else 1
+    if args.check or args.status:
+        return _report(params, args)
+    return _renew(params, args.force)
+
+
+def _health(params):
+    """The status record (no Vault request: ensure_certificate in check mode only reads the store)."""
+    state_path, _metrics_path = health.default_paths(params)
+    planned = ensure_certificate(params, check_mode=True)
+    record = None
+    if params.get("secret_id_store"):
+        try:
+            record = secret_store.load(params["secret_id_store"])
+        except MinibusError:
+            record = {"state": secret_store.CONSUMED, "problem": "the secret id store is unreadable"}
+    return health.status(planned, record, health.read_state(state_path),
+                         uses_store=bool(params.get("secret_id_store")))
+
+
+def _report(params, args):
+    try:
+        record = _health(params)
+    except MinibusError as exc:
+        _say(sys.stderr, "minibus-certs-renew: failed: %s" % exc.message)
+        return health.CRITICAL if args.check else 1
+    if args.status and args.json:
+        _say(sys.stdout, json.dumps(record, sort_keys=True))
+    elif args.status:
+        sys.stdout.write(health.table(record))
+    else:
+        _say(sys.stdout, health.nagios_line(record))
+    return record["code"] if args.check else 0
+
+
+def _renew(params, force):
+    if force:
+        params["force"] = True
+    params["minted_by"] = "renewer"
+    error, result = None, None
+    try:
+        result = ensure_certificate(params)
         if result["issued"] and params.get("stamp_path"):
             # A root-owned path unit watches this file and restarts rsyslog: the renewer never runs as root.
             write_file_atomic(params["stamp_path"], "%s\n" % result["serial"], mode=0o644)
     except MinibusError as exc:
-        _say(sys.stderr, "minibus-certs-renew: failed: %s" % exc.message)
-        return 1
+        error = exc.message
     except Exception as exc:  # a bug must still leave one line and a non-zero exit, never a secret
-        _say(sys.stderr, "minibus-certs-renew: failed with an unexpected %s; the old certificate is untouched."
-             % type(exc).__name__)
+        error = "failed with an unexpected %s; the old certificate is untouched" % type(exc).__name__
+    _record(params, error, result)
+    if error is not None:
+        _say(sys.stderr, "minibus-certs-renew: failed: %s" % error)
         return 1
     for warning in result["warnings"]:
         _say(sys.stderr, "minibus-certs-renew: warning: %s" % warning)
@@ -88,10 +135,24 @@ def main(argv=None, environ=None):
     if result["issued"]:
         _say(sys.stdout, "minibus-certs-renew: renewed: serial %s, valid until %s (%s); %d Vault requests"
              % (result["serial"], result["not_after"], result["reason"], requests))
-    elif result["changed"] and args.check:
-        _say(sys.stdout, "minibus-certs-renew: due: %s" % result["reason"])
     elif result["changed"]:
         _say(sys.stdout, "minibus-certs-renew: secret id rotated (%s); %d Vault requests" % (result["reason"], requests))
     else:
         _say(sys.stdout, "minibus-certs-renew: nothing to do: %s" % result["reason"])
     return 0
+
+
+def _record(params, error, result):
+    """State file and Prometheus textfile after every run; a failure here never hides the run's own result."""
+    state_path, metrics_path = health.default_paths(params)
+    if not os.path.isdir(os.path.dirname(state_path)):
+        return  # nothing installed yet (the role creates the directory): nothing to watch either
+    try:
+        issued = bool(result and result["issued"])
+        health.record_attempt(state_path, error, issued, result and result.get("serial"))
+        health.write_metrics(metrics_path, _health(params), params["common_name"])
+    except MinibusError as exc:
+        _say(sys.stderr, "minibus-certs-renew: warning: could not record the run's health (%s)" % exc.message)
+    except Exception as exc:  # never let monitoring break a renewal
+        _say(sys.stderr, "minibus-certs-renew: warning: could not record the run's health (unexpected %s)"
+             % type(exc).__name__)

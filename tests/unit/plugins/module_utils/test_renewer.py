@@ -76,12 +76,61 @@ def test_main_nothing_to_do_without_network(tmp_path, capsys):
     assert out.count("\n") == 1 and err == ""
 
 
-def test_main_due_in_check_mode_without_network(tmp_path, capsys):
+def test_main_check_is_critical_without_certificate(tmp_path, capsys):
     config = _base_config(tmp_path)
     code = renewer.main(["--config", _write(tmp_path, config), "--check"], environ={})
     out, err = capsys.readouterr()
-    assert code == 0, err
-    assert out == "minibus-certs-renew: due: no certificate at cert_path yet\n"
+    assert code == 2, err
+    assert out.startswith("MINIBUS CERT CRITICAL - no certificate installed | seconds_left=0;;;0")
+
+
+def _install_cert(config, hours_left, lifetime_hours=24):
+    key = new_key("ec")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    not_after = now + datetime.timedelta(hours=hours_left)
+    cert = make_cert(key, not_before=not_after - datetime.timedelta(hours=lifetime_hours), not_after=not_after)
+    CertStore(config["cert_path"], config["key_path"]).install({"cert": cert, "key": key_pem(key)}, "0a")
+
+
+@pytest.mark.parametrize("hours_left, code, verdict", [(20, 0, "OK"), (2, 1, "WARNING")])
+def test_main_check_codes(tmp_path, capsys, hours_left, code, verdict):
+    config = _base_config(tmp_path)
+    _install_cert(config, hours_left)
+    assert renewer.main(["--config", _write(tmp_path, config), "--check"], environ={}) == code
+    out, _err = capsys.readouterr()
+    assert out.startswith("MINIBUS CERT %s - " % verdict)
+
+
+def test_failed_run_shows_in_status_check_and_metrics_then_clears(tmp_path, capsys):
+    """A run that cannot reach Vault is recorded; a later good run clears the failure."""
+    config = dict(_base_config(tmp_path), retries=0, timeout=2)
+    config_path = _write(tmp_path, config)
+    _install_cert(config, hours_left=2)  # due, and 127.0.0.1:9 refuses connections
+    assert renewer.main(["--config", config_path], environ={"MINIBUS_CSR_SECRET_ID": "s.not-a-real-one"}) == 1
+    capsys.readouterr()
+    assert renewer.main(["--config", config_path, "--check"], environ={}) == 2
+    out, _err = capsys.readouterr()
+    assert out.startswith("MINIBUS CERT CRITICAL - the last renewal attempt failed: Could not connect to Vault")
+    assert "s.not-a-real-one" not in out
+    assert renewer.main(["--config", config_path, "--status", "--json"], environ={}) == 0
+    record = json.loads(capsys.readouterr()[0])
+    assert record["last_result"] == "failed" and record["failures_total"] == 1 and record["code"] == 2
+    metrics = (tmp_path / "tls" / "minibus_certs.prom").read_text()
+    assert 'minibus_certs_last_run_success{common_name="host.example.org"} 0' in metrics
+    assert 'minibus_certs_failures_total{common_name="host.example.org"} 1' in metrics
+
+    _install_cert(config, hours_left=20)  # as if a renewal had succeeded meanwhile
+    assert renewer.main(["--config", config_path], environ={}) == 0
+    capsys.readouterr()
+    assert renewer.main(["--config", config_path, "--check"], environ={}) == 0
+    assert capsys.readouterr()[0].startswith("MINIBUS CERT OK - certificate valid until ")
+    metrics = (tmp_path / "tls" / "minibus_certs.prom").read_text()
+    assert 'minibus_certs_last_run_success{common_name="host.example.org"} 1' in metrics
+    assert 'minibus_certs_status{common_name="host.example.org"} 0' in metrics
+    assert renewer.main(["--config", config_path, "--status"], environ={}) == 0
+    table = capsys.readouterr()[0]
+    assert table.splitlines()[0].startswith("status ") and "OK: certificate valid until" in table
+    assert "failures      1" in table
 
 
 def test_main_bad_config_path(tmp_path, capsys):
