@@ -76,7 +76,10 @@ def enumerate_points():
     cmd = ["runuser", "-u", ACCOUNT, "--", "find", "/", "-xdev", "("]
     for i, path in enumerate(EXCLUDED):
         cmd += (["-o"] if i else []) + ["-path", path]
-    cmd += [")", "-prune", "-o", "-writable", "-print0"]
+    # Symlinks are left out: access(2) follows them (a masked unit -> /dev/null counts as writable),
+    # and the account can replace a link only if it can write its directory, whose entries are all
+    # attack points anyway.
+    cmd += [")", "-prune", "-o", "!", "-type", "l", "-writable", "-print0"]
     out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False).stdout
     writable = sorted(p for p in out.decode("utf-8", "surrogateescape").split("\0") if p)
     points = set()
