@@ -76,7 +76,10 @@ def enumerate_points():
     cmd = ["runuser", "-u", ACCOUNT, "--", "find", "/", "-xdev", "("]
     for i, path in enumerate(EXCLUDED):
         cmd += (["-o"] if i else []) + ["-path", path]
-    cmd += [")", "-prune", "-o", "-writable", "-print0"]
+    # Symlinks are left out: access(2) follows them (a masked unit -> /dev/null counts as writable),
+    # and the account can replace a link only if it can write its directory, whose entries are all
+    # attack points anyway.
+    cmd += [")", "-prune", "-o", "!", "-type", "l", "-writable", "-print0"]
     out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False).stdout
     writable = sorted(p for p in out.decode("utf-8", "surrogateescape").split("\0") if p)
     points = set()
@@ -88,7 +91,19 @@ def enumerate_points():
     return writable, points
 
 
-def _digest(path):
+_DIGESTS = {}
+
+
+def _digest(path, st):
+    # Any write changes ctime (which no one can set), so an unchanged inode, size and ctime means
+    # unchanged content: large files (the bao binary) are hashed once, not twice per attack.
+    key = (path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = _hash(path)
+    return _DIGESTS[key]
+
+
+def _hash(path):
     h = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(65536), b""):
@@ -112,7 +127,7 @@ def snapshot(account_dirs):
                 if stat.S_ISLNK(st.st_mode):
                     what.append(os.readlink(path))
                 elif stat.S_ISREG(st.st_mode):
-                    what.append(_digest(path))
+                    what.append(_digest(path, st))
                 snap[path] = what
     return snap
 
@@ -150,16 +165,17 @@ def _account_dirs():
     dirs = {os.path.dirname(config["cert_path"]), os.path.dirname(config["secret_id_store"])}
     if config.get("stamp_path"):
         dirs.add(os.path.dirname(config["stamp_path"]))
-    return config, sorted(dirs)
+    return sorted(dirs)
 
 
-def run_core_as_root(config, token):
+def run_core_as_root(token):
     """What vault_pki_issue does when run as root with owner set: the collection's own core."""
     sys.path.insert(0, LIB)
     from minibus_pki.errors import MinibusError  # pylint: disable=import-error
     from minibus_pki.issuance import ensure_certificate  # pylint: disable=import-error
     from minibus_pki.options import resolve_env  # pylint: disable=import-error
-    params = dict(config)
+    from minibus_pki.renewer import load_config  # pylint: disable=import-error
+    params = load_config(CONFIG)  # the renewer's config with every option's default, as the module has them
     params.pop("stamp_path", None)
     params.update(owner=ACCOUNT, group=ACCOUNT, force=True, secret_id_wrapping_token=token)
     try:
@@ -172,20 +188,20 @@ def run_core_as_root(config, token):
 
 
 def _setup():
-    os.makedirs(TARGET_DIR, mode=0o700, exist_ok=True)
-    os.makedirs(DANGLING_DIR, mode=0o700, exist_ok=True)
-    os.makedirs(RUN_DIR, mode=0o700, exist_ok=True)
-    for path in (TARGETS, TARGET_DIR, DANGLING_DIR, RUN_DIR):
-        os.chmod(path, 0o700 if path != TARGETS else 0o755)
+    """Make the targets once; never rewrite them (that would hide a change an attack made)."""
+    for path, mode in ((TARGETS, 0o755), (TARGET_DIR, 0o700), (DANGLING_DIR, 0o700), (RUN_DIR, 0o700)):
+        if not os.path.lexists(path):
+            os.mkdir(path, mode)
     for path in (TARGET_FILE, TARGET_DIR + "/inside"):
-        with open(path, "w") as handle:
-            handle.write("root's own file, must never change\n")
-        os.chmod(path, 0o600)
+        if not os.path.lexists(path):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, b"root's own file, must never change\n")
+            os.close(fd)
 
 
 def main(argv):
     _setup()
-    config, account_dirs = _account_dirs()
+    account_dirs = _account_dirs()
     if argv[0] == "enumerate":
         writable, points = enumerate_points()
         print(json.dumps({"writable": writable, "points": points, "excluded": EXCLUDED}))
@@ -204,13 +220,13 @@ def main(argv):
                 attacks += 1
                 before = snapshot(account_dirs)
                 planted = as_account(_plant, point, _target(kind, attacks))
-                outcome = run_core_as_root(config, tokens.pop()) if planted else "not planted"
+                outcome = run_core_as_root(tokens.pop()) if planted else "not planted"
                 changed = diff(before, snapshot(account_dirs))
                 violations += ["%s link at %s: %s" % (kind, point, c) for c in changed]
                 outcomes[outcome.split(":")[0]] = outcomes.get(outcome.split(":")[0], 0) + 1
                 as_account(_restore, point)
         # Leave a working store behind: one clean issuance with a fresh secret id.
-        final = run_core_as_root(config, tokens.pop()) if tokens else "no token left"
+        final = run_core_as_root(tokens.pop()) if tokens else "no token left"
         print(json.dumps({"attacks": attacks, "points": len(points), "outcomes": outcomes,
                           "violations": violations, "final": final}))
         return 0
