@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Private to minibus.pki: no compatibility promise to other collections.
 """Certificate health for operators: one status record, shown as a table, JSON, a Nagios exit code
 and a Prometheus textfile (node_exporter's textfile collector).
 
@@ -150,8 +151,7 @@ def table(record):
         ("not after", record["not_after"] or "-"),
         ("time left", _human(record["seconds_left"]) if record["not_after"] else "-"),
         ("renewal due", "yes (%s)" % record["reason"] if record["renewal_due"] else "no"),
-        ("secret id", record["secret_id_state"] + (" (%s)" % record["secret_id_problem"]
-                                                    if record["secret_id_problem"] else "")),
+        ("secret id", _with_reason(record["secret_id_state"], record["secret_id_problem"])),
         ("last attempt", "%s %s" % (record["last_attempt"], record["last_result"]) if record["last_attempt"]
          else "never"),
         ("last message", record["last_message"] or "-"),
@@ -212,3 +212,6 @@ def _human(seconds):
 def _utcnow():
     return datetime.datetime.now(datetime.timezone.utc)
 
+
+def _with_reason(value, reason):
+    return "%s (%s)" % (value, reason) if reason else value
