@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Make ``ansible_collections.minibus.pki`` (the real core) and ``fleet_sim`` importable for bench tests.
 
 The collection through tests/collection_path.py; ``bench/`` itself goes on sys.path for ``import fleet_sim``.

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Measure what rsyslog loses across the restarts a certificate rotation causes: TCP syslog over gtls
 (omfwd -> imtcp) against RELP over TLS (omrelp -> imrelp), side by side, on real rsyslogd processes.
 

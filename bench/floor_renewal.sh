@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Benchmark P3 floor: one on-host renewal with the least tooling possible (bash, openssl, curl, jq),
 # the same 5 Vault requests as the renewer: AppRole login with the stored secret id, mint the next
 # secret id response-wrapped, unwrap it (and store it), sign a CSR for a fresh EC P-256 key,

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """minibus.pki benchmark (make bench): P1-P4 measured in one run on this machine.
 
 Starts its own OpenBao dev server over HTTPS (tools/devbao.py: free port, its own CA handed to every

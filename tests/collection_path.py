@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Make ``ansible_collections.minibus.pki`` importable from a plain checkout (shared by the conftests).
 
 A temporary directory gets an ``ansible_collections/minibus/pki`` symlink to the repository root

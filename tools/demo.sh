@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # make demo: minibus.pki end to end on a fresh Debian 12, as root.
 #   1. installs what is missing (apt: podman runc debootstrap rsync jq openssl curl; the venv)
 #   2. builds the test image (debootstrap, no registry) and the collection tarball (make dist)

@@ -1,5 +1,6 @@
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The one way this project starts a throw-away OpenBao dev server: always over verified HTTPS.
 
     python3 tools/devbao.py start DIR [--port N] [--name DNS]... [--ip IP]... [--audit-raw] [--expired]

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Run the Molecule scenario(s) of minibus.pki with rootful podman (no Docker engine).
 #
 #   tools/molecule.sh                   -> molecule test -s default

@@ -1,5 +1,6 @@
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Play the renewal account against root on a role-built host (Molecule, adversarial.yml).
 
 Subcommands (run as root on the host):

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Filters exposing the core's rules (durations, key sizes, the TTL cap) so the role and the bootstrap
 do not parse durations in Jinja: one source, plugins/module_utils/certs.py."""
 

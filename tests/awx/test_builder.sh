@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # ansible-builder: generate the execution environment's build context offline and check it.
 # (`ansible-builder build` needs a container registry, unreachable here: see awx/README.md.)
 # Usage: tests/awx/test_builder.sh    (needs dist/minibus-pki-<version>.tar.gz: make dist)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # minibus.pki.site run the way AWX runs it, against a real lab (tools/demo/lab.sh):
 #   OpenBao dev server over HTTPS (tools/devbao.py) + rsyslog server + rsyslog client in systemd containers (podman,
 #   network minibus-demo, containers minibus-awx-*, 198.18.1.20-22), the collection installed

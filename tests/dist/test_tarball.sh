@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Smoke test of the built collection tarball, as a user gets it:
 #   1. install it offline into an EMPTY collections path (no Galaxy, no network);
 #   2. with ANSIBLE_COLLECTIONS_PATH = that path only (plus the collections shipped inside the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Integration tests (ansible-test layout) against a real OpenBao dev server over HTTPS.
 # Starts the server (tools/devbao.py: its own CA), configures it with playbooks/vault_bootstrap.yml
 # (as a user would, trusting that CA), makes a broker token, writes integration_config.yml for the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # The minibus_certs Ansible role's per-OS layer and package step, on each supported image
 # (localhost/minibus-debian12, localhost/minibus-debian13; tools/podman/build-image.sh):
 #   1. offline re-run: every package present, apt lists two days old, no network at all

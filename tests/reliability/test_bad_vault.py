@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """A Vault that answers badly (fake, HTTPS with its own CA): each bad answer is one sentence, nothing changes on disk.
 
 The host first gets a good certificate from the fake Vault (the pinned trust anchor is the fake PKI's

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """kill -9 the on-host renewer at many points of one forced renewal; the host must stay consistent.
 
 A dry run of tests/reliability/kill_at.py counts the 'line' events the core executes in one forced

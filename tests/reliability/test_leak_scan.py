@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """No secret Vault handed out, and no private key, appears in -vvvv Ansible output or renewer output.
 
 The secrets come from Vault's own raw audit log (log_raw = "true", see conftest): every client

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The core's own proof that root never follows what the renewal account plants in its store.
 
 As root, with a throw-away system account standing in for minibus-certs: a store is bootstrapped with

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Vault sealed, unreachable, a replayed secret id, an expired wrapping token: one clear line, no damage."""
 
 from __future__ import absolute_import, division, print_function

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """TLS bad inputs against a real OpenBao over HTTPS (tools/devbao.py), the way users call it.
 
 Each case goes through ansible-playbook (modules and the lookup as a user runs them) or the

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Make ``ansible_collections.minibus.pki`` importable from a plain repository checkout.
 
 See tests/collection_path.py (shared with the bench and reliability tests).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # End-to-end test of playbooks/vault_bootstrap.yml against a real OpenBao dev server.
 #
 # Starts tools/devbao.py (HTTPS, its own CA) on a free port in a temp dir, runs the bootstrap twice (the second run

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Intermediate CA rotation (playbooks/ca_rotate.yml) against a real OpenBao dev server that this
 # script starts and bootstraps with playbooks/vault_bootstrap.yml:
 #   rotate: a new default issuer under the same root; a new certificate chains through it to the

@@ -1,5 +1,6 @@
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Render an AWX credential into an ansible-runner private_data_dir, as AWX does.
 
     python3 tools/demo/awx_credential.py awx/credential_type.yml PRIVATE_DATA_DIR

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # A throw-away minibus.pki lab in podman, shared by `make demo` (tools/demo.sh) and
 # `make test-awx` (tests/awx/test_runner.sh), so both prove the same path:
 #

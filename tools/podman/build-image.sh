@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Build a local test image, Debian with systemd as PID 1, with debootstrap and without any
 # registry: localhost/minibus-debian12:latest (bookworm) or localhost/minibus-debian13:latest
 # (trixie). The Molecule test network has no egress, so the image carries every package the

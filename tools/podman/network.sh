@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Create (idempotently) the podman network the Molecule scenario uses.
 #   name minibus-test, subnet 198.18.0.0/24 (inside 198.18.0.0/15, the benchmark range:
 #   never use another range here), gateway 198.18.0.1 = the host / Ansible controller.

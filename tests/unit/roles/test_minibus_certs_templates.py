@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The minibus_certs role's templates, rendered by Ansible's own templating with the role's defaults.
 
 renewer.json: numbers given as strings (-e minibus_certs_vault_timeout=30, an AWX survey) must come out as

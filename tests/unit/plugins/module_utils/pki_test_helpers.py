@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Helpers shared by the module_utils unit tests: self-signed certificates made with cryptography.
 
 A plain module (not conftest) so that test files can import it by a name no other conftest.py shadows.

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Error mapping, creation-path checks and the retry policy of VaultClient.
 
 The retry tests talk to a tiny local http.server (not a Vault mock): it only answers with scripted
