@@ -73,15 +73,18 @@ import os
 
 from ansible.errors import AnsibleError, AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
+from ansible.utils.display import Display
 
 try:
     from ansible_collections.minibus.pki.plugins.module_utils.errors import MinibusError
     from ansible_collections.minibus.pki.plugins.module_utils.options import (
-        AUTH_SPEC, CONNECTION_SPEC, resolve_env, validate_auth, validate_connection)
+        AUTH_SPEC, CONNECTION_SPEC, connection_warnings, resolve_env, validate_auth, validate_connection)
     from ansible_collections.minibus.pki.plugins.module_utils.vault import (
-        HVAC_IMPORT_ERROR, VaultClient, authenticate, mint_wrapped_secret_id, revoke_self)
+        HVAC_IMPORT_ERROR, authenticate, client_from_options, mint_wrapped_secret_id, revoke_self)
 except ImportError as exc:  # pragma: no cover - the collection is broken, not the user's input
     raise AnsibleError("minibus.pki is incompletely installed: %s" % exc)
+
+display = Display()
 
 
 class LookupModule(LookupBase):
@@ -100,8 +103,9 @@ class LookupModule(LookupBase):
         try:
             validate_connection(params)
             validate_auth(params)
-            client = VaultClient(params["url"], params["ca_cert"], params["validate_certs"], params["namespace"],
-                                 params["timeout"], params["retries"])
+            for warning in connection_warnings(params):
+                display.warning("minibus.pki.vault_secret_id: %s" % warning)
+            client = client_from_options(params)
             session = authenticate(client, params)
             return [mint_wrapped_secret_id(client, session.token, name, params["auth_mount_point"],
                                            self.get_option("wrap_ttl"), self.get_option("metadata"),
