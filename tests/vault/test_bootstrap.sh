@@ -32,30 +32,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ok() { passed=$((passed + 1)); echo "ok $((passed + failed)) - $1"; }
-not_ok() {
-    failed=$((failed + 1))
-    echo "not ok $((passed + failed)) - $1"
-    shift
-    [[ $# -gt 0 ]] && printf '#   %s\n' "$@"
-    return 0
-}
-# check NAME CMD...: CMD's success is the check
-check() {
-    local name=$1
-    shift
-    if "$@" >"$work/check.out" 2>&1; then ok "$name"; else not_ok "$name" "$(tail -n 3 "$work/check.out")"; fi
-}
-finish() {
-    echo "$passed passed, $failed failed"
-    [[ $failed -eq 0 ]] || exit 1
-    exit 0
-}
-
-export VAULT_TOKEN=root BAO_TOKEN=root
-unset VAULT_NAMESPACE BAO_NAMESPACE
-export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 ANSIBLE_STDOUT_CALLBACK=default
-export ANSIBLE_LOCALHOST_WARNING=0 ANSIBLE_INVENTORY_UNPARSED_WARNING=0
+# shellcheck source=tests/vault/tap.sh
+source "$root/tests/vault/tap.sh"
 
 if ! python3 "$root/tools/devbao.py" start "$work/bao"; then
     not_ok "OpenBao dev server starts"

@@ -24,29 +24,8 @@ cleanup() {
     if [[ "${KEEP:-0}" == 1 || $failed -gt 0 ]]; then echo "test_ca_rotate: files kept in $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-ok() { passed=$((passed + 1)); echo "ok $((passed + failed)) - $1"; }
-not_ok() {
-    failed=$((failed + 1))
-    echo "not ok $((passed + failed)) - $1"
-    shift
-    [[ $# -gt 0 ]] && printf '#   %s\n' "$@"
-    return 0
-}
-check() {
-    local name=$1
-    shift
-    if "$@" >"$work/check.out" 2>&1; then ok "$name"; else not_ok "$name" "$(tail -n 3 "$work/check.out")"; fi
-}
-finish() {
-    echo "$passed passed, $failed failed"
-    [[ $failed -eq 0 ]] || exit 1
-    exit 0
-}
-
-export VAULT_TOKEN=root BAO_TOKEN=root
-unset VAULT_NAMESPACE BAO_NAMESPACE
-export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 ANSIBLE_STDOUT_CALLBACK=default
-export ANSIBLE_LOCALHOST_WARNING=0 ANSIBLE_INVENTORY_UNPARSED_WARNING=0
+# shellcheck source=tests/vault/tap.sh
+source "$root/tests/vault/tap.sh"
 
 python3 "$root/tools/devbao.py" start "$work/bao" >/dev/null || { not_ok "OpenBao dev server starts"; finish; }
 # VAULT_ADDR/VAULT_CACERT and BAO_ADDR/BAO_CACERT (https, the launcher's CA)
