@@ -256,12 +256,18 @@ def store_record(directory):
         return json.load(handle)
 
 
+# The renewer's health record (plugins/module_utils/health.py) is meant to change on a failed run:
+# that is how --check and the metrics report the failure. Certificates, keys and the secret id
+# store are what must not change.
+HEALTH_FILES = ("renewer-state.json", "minibus_certs.prom")
+
+
 def tree_digest(directory):
-    """Names, symlink targets, modes and content of everything under directory."""
+    """Names, symlink targets, modes and content of everything under directory (but the health record)."""
     digest = hashlib.sha256()
     for root, dirs, files in os.walk(directory):
         dirs.sort()
-        for name in sorted(dirs + files):
+        for name in sorted(dirs + [f for f in files if f not in HEALTH_FILES]):
             path = os.path.join(root, name)
             rel = os.path.relpath(path, directory)
             st = os.lstat(path)

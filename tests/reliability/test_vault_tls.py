@@ -30,6 +30,7 @@ from conftest import (
     clean_env,
     devbao,
     one_line_output,
+    paths,
     run_renewer,
     store_record,
     tree_digest,
@@ -171,6 +172,11 @@ def test_renewer_refuses_an_expired_vault_certificate_in_one_line(vault, bad_ser
     assert "expired" in line.lower(), line
     assert tree_digest(host_dir) == before
     assert store_record(host_dir)["secret_id"] == secret_before
+    # The failure is recorded for --check and the metrics (the one file a failed run writes).
+    state_path = os.path.join(os.path.dirname(paths(host_dir)["secret_id_store"]), "renewer-state.json")
+    with open(state_path) as handle:
+        state = json.load(handle)
+    assert state["last_result"] == "failed" and "expired" in state["last_message"].lower(), state
 
 
 def test_validate_certs_false_works(vault, tmp_path):
