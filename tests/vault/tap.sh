@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-# shellcheck shell=bash disable=SC2154  # $work comes from the sourcing script
+# shellcheck shell=bash disable=SC2154  # $work and $root come from the sourcing script
 # TAP-style helpers shared by the tests in tests/vault/ (sourced, not run). The caller sets
 # $work (its temp dir) and the counters passed=0 failed=0 before sourcing.
 
@@ -27,3 +27,9 @@ export VAULT_TOKEN=root BAO_TOKEN=root
 unset VAULT_NAMESPACE BAO_NAMESPACE
 export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 ANSIBLE_STDOUT_CALLBACK=default
 export ANSIBLE_LOCALHOST_WARNING=0 ANSIBLE_INVENTORY_UNPARSED_WARNING=0
+
+# Playbooks run by path (vault_bootstrap.yml, ca_rotate.yml) use the collection's own filter
+# plugins: put this checkout on the collections path as minibus.pki.
+mkdir -p "$work/repo-coll/ansible_collections/minibus"
+ln -sfn "$root" "$work/repo-coll/ansible_collections/minibus/pki"
+export ANSIBLE_COLLECTIONS_PATH="$work/repo-coll"

@@ -425,7 +425,7 @@ check "control: without site.yml, the injected fact picks the AppRole: $control"
 viasite=$(site_run "$coll/playbooks/site.yml" "$work/site.log")
 check "site.yml: a host fact minibus_certs_approle_name=minibus-log-server changes nothing: $viasite" \
     test "$viasite" == "minted-at=auth/approle/role/minibus-generate-sign-server-keys/secret-id pki_role=minibus-server role_id=minibus/csr"
-unset ANSIBLE_COLLECTIONS_PATH
+export ANSIBLE_COLLECTIONS_PATH="$work/repo-coll"
 
 
 # ------------------------------------------------------------------ opt-in per-host identities
@@ -460,7 +460,7 @@ export ANSIBLE_COLLECTIONS_PATH="$work/coll"
 perhost=$(site_run "$coll/playbooks/site.yml" "$work/site-per-host.log" -e minibus_site_per_host_identity=true)
 check "site.yml per host: the controller mints for the inventory name, whatever the facts say: $perhost" test "$perhost" == \
     "minted-at=auth/approle/role/minibus-host-evil.minibus.test/secret-id pki_role=minibus-host-evil.minibus.test role_id=minibus/csr/evil.minibus.test"
-unset ANSIBLE_COLLECTIONS_PATH
+export ANSIBLE_COLLECTIONS_PATH="$work/repo-coll"
 
 check "audit device writes $work/bao/audit.log" test -s "$work/bao/audit.log"
 
