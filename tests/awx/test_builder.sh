@@ -20,6 +20,7 @@ check "dist/ holds only the current tarball" test "$(find dist -name 'minibus-pk
 
 ctx="$repo/build/ee"
 rm -rf "$ctx"
+mkdir -p "$repo/build"  # a fresh clone has none yet (make test makes it earlier, make test-awx alone does not)
 if ansible-builder create --file execution-environment.yml --context "$ctx" >"$repo/build/ee-create.log" 2>&1; then
   pass=$((pass + 1)); log "PASS ansible-builder create (offline)"
 else
