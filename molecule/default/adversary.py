@@ -209,7 +209,7 @@ def main(argv):
         return 0
     if argv[0] == "sweep":
         with open(argv[1]) as handle:
-            tokens = [line.strip() for line in handle if line.strip()]
+            tokens = handle.read().split()  # whitespace-separated wrapping tokens
         os.unlink(argv[1])
         _writable, points = enumerate_points()
         attacks, violations, outcomes = 0, [], {}
