@@ -47,7 +47,7 @@ esac
 args=("$@")
 [ "${#args[@]}" -gt 0 ] || args=(-s default)
 
-read -r -a releases <<<"${MOLECULE_DEBIAN:-12 13}"
+read -r -a releases <<<"${MOLECULE_DEBIAN:-12}"
 [ "$cmd" = test ] || releases=("${releases[0]}")
 overall=0
 for release in "${releases[@]}"; do
