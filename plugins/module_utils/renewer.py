@@ -86,7 +86,8 @@ def main(argv=None, environ=None):
 def _health(params):
     """The status record (no Vault request: ensure_certificate in check mode only reads the store)."""
     state_path, _metrics_path = health.default_paths(params)
-    planned = ensure_certificate(params, check_mode=True)
+    # --force is this run's request, not the certificate's state: the record shows whether it is due.
+    planned = ensure_certificate(dict(params, force=False), check_mode=True)
     record = None
     if params.get("secret_id_store"):
         try:

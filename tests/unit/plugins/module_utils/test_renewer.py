@@ -134,6 +134,19 @@ def test_failed_run_shows_in_status_check_and_metrics_then_clears(tmp_path, caps
     assert "failures      1" in table
 
 
+def test_forced_run_records_the_certificate_as_not_due(tmp_path, capsys):
+    """--force asks for a renewal; the health record must still say the certificate itself is not due."""
+    config = dict(_base_config(tmp_path), retries=0, timeout=2)
+    config_path = _write(tmp_path, config)
+    _install_cert(config, hours_left=20)
+    assert renewer.main(["--config", config_path, "--force"], environ={"MINIBUS_CSR_SECRET_ID": "s.x"}) == 1
+    capsys.readouterr()
+    metrics = (tmp_path / "tls" / "minibus_certs.prom").read_text()
+    assert 'minibus_certs_renewal_due{common_name="host.example.org"} 0' in metrics
+    assert 'minibus_certs_last_run_success{common_name="host.example.org"} 0' in metrics
+    assert 'minibus_certs_status{common_name="host.example.org"} 2' in metrics
+
+
 def test_main_bad_config_path(tmp_path, capsys):
     code = renewer.main(["--config", str(tmp_path / "missing.json")], environ={})
     out, err = capsys.readouterr()
