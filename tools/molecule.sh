@@ -8,7 +8,7 @@
 #
 # The first argument, when it is a molecule subcommand, is used as is; otherwise `test` is run
 # with the arguments passed through. Environment:
-#   MOLECULE_DEBIAN="12"    Debian releases (default 12; "12 13" adds Debian 13): `test` runs the scenario once on each release's
+#   MOLECULE_DEBIAN="12 13" Debian releases (default both; "13" for one): `test` runs the scenario once on each release's
 #                           image (every instance on it); other subcommands take the first
 #   MOLECULE_SKIP_IMAGE=1   do not (re)build the image
 # Needs: root, podman + runc + debootstrap (apt), the venv with requirements-dev.txt on PATH.
@@ -47,7 +47,7 @@ esac
 args=("$@")
 [ "${#args[@]}" -gt 0 ] || args=(-s default)
 
-read -r -a releases <<<"${MOLECULE_DEBIAN:-12}"
+read -r -a releases <<<"${MOLECULE_DEBIAN:-12 13}"
 [ "$cmd" = test ] || releases=("${releases[0]}")
 overall=0
 for release in "${releases[@]}"; do
