@@ -285,15 +285,15 @@ class Lab(object):
         self.dir, self.pki, self.transport = directory, pki, transport
         self.port = free_port()
         self.remote_log = os.path.join(directory, "remote-%s.log" % transport)
-        snippet = render("minibus-tls.conf.j2", **_tls_vars(directory, pki["anchor"], pki["server"], self.port,
-                                                             transport, "server"))
+        snippet = render("minibus-tls.conf.j2",
+                         **_tls_vars(directory, pki["anchor"], pki["server"], self.port, transport, "server"))
         self.server = Rsyslogd(directory, "server-%s" % transport, snippet)
         self.clients = []
 
     def client(self, name, cert, anchor=None):
         inject = free_port()
-        snippet = render("minibus-tls.conf.j2", **_tls_vars(self.dir, anchor or self.pki["anchor"], cert, self.port,
-                                                            self.transport, "client"))
+        snippet = render("minibus-tls.conf.j2",
+                         **_tls_vars(self.dir, anchor or self.pki["anchor"], cert, self.port, self.transport, "client"))
         client = Rsyslogd(self.dir, "%s-%s" % (name, self.transport), snippet, inject_port=inject)
         client.inject = inject
         client.start()
@@ -507,3 +507,26 @@ def test_server_name_on_a_client_certificate(pki, vault, tmp_path, transport):
             assert seqs(lab.remote_log, "rogue") == []
     finally:
         lab.stop()
+
+
+# --- bad input: one sentence, before anything is changed -------------------------------------------
+
+@pytest.mark.parametrize("value, sentence", [
+    ("abc", "minibus_certs_rsyslog_max_session_age 'abc' is not a duration: write it like 24h, 90m or 3600s."),
+    ("30s", "minibus_certs_rsyslog_max_session_age must be a duration of at least 1m (rsyslog is restarted that often); got 30s."),
+])
+def test_session_bound_bad_value_stops_the_preflight(tmp_path, value, sentence):
+    play = tmp_path / "preflight.yml"
+    play.write_text(yaml.safe_dump([{
+        "hosts": "localhost", "gather_facts": False,
+        "tasks": [{"ansible.builtin.include_role": {"name": "minibus.pki.minibus_certs", "tasks_from": "preflight"},
+                   "vars": {"minibus_certs_vault_url": "https://vault.example.org:8200",
+                            "minibus_certs_rsyslog_role": "server",
+                            "minibus_certs_rsyslog_permitted_peers": [CLIENT_NAME],
+                            "minibus_certs_trust_anchor": "-----BEGIN CERTIFICATE-----\n..."}}]}]))
+    out = subprocess.run(
+        [os.path.join(BIN_DIR, "ansible-playbook"), "-i", "localhost,", "-c", "local", str(play),
+         "-e", "minibus_certs_rsyslog_max_session_age=%s" % value, "-e", "ansible_python_interpreter=%s" % sys.executable],
+        env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=False, timeout=120)
+    assert out.returncode != 0, out.stdout
+    assert sentence in out.stdout and "Traceback" not in out.stdout, out.stdout
