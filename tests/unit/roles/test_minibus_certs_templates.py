@@ -93,17 +93,27 @@ def _self_signed(directory):
     return paths
 
 
-@pytest.mark.skipif(shutil.which("rsyslogd") is None, reason="rsyslogd is not installed (apt: rsyslog rsyslog-gnutls)")
+@pytest.mark.skipif(shutil.which("rsyslogd") is None, reason="rsyslogd is not installed (apt: rsyslog rsyslog-gnutls rsyslog-relp)")
+@pytest.mark.parametrize("transport", ["relp", "tcp"])
 @pytest.mark.parametrize("role", ["server", "client"])
-def test_rsyslog_snippet_is_valid_and_hardened(tmp_path, role):
+def test_rsyslog_snippet_is_valid_and_hardened(tmp_path, role, transport):
     paths = _self_signed(str(tmp_path))
     text = _render("minibus-tls.conf.j2", minibus_certs_rsyslog_role=role, minibus_certs_tls_dir=str(tmp_path),
+                   minibus_certs_rsyslog_transport=transport,
                    __minibus_certs_trust_anchor_path=paths["trust-anchor.pem"],
                    minibus_certs_rsyslog_remote_log=str(tmp_path / "remote.log"))
-    assert 'DefaultNetstreamDriverCAFile="%s"' % paths["trust-anchor.pem"] in text
-    assert 'DefaultNetstreamDriverCertFile="%s"' % paths["fullchain.pem"] in text
-    assert 'StreamDriver.PermitExpiredCerts="off"' in text
-    assert "gnutlsPriorityString=" in text and "+VERS-TLS1.2" in text
+    if transport == "tcp":
+        assert 'DefaultNetstreamDriverCAFile="%s"' % paths["trust-anchor.pem"] in text
+        assert 'DefaultNetstreamDriverCertFile="%s"' % paths["fullchain.pem"] in text
+        assert 'StreamDriver.PermitExpiredCerts="off"' in text
+        assert "gnutlsPriorityString=" in text and "+VERS-TLS1.2" in text
+        assert "relp" not in text.split("transport tcp")[1]
+    else:
+        assert 'tls.cacert="%s"' % paths["trust-anchor.pem"] in text
+        assert 'tls.mycert="%s"' % paths["fullchain.pem"] in text
+        assert 'tls="on"' in text and 'tls.authmode="name"' in text and 'tls.tlslib="gnutls"' in text
+        assert "tls.prioritystring=" in text and "+VERS-TLS1.2" in text
+        assert ("imrelp" if role == "server" else "omrelp") in text and "gtls" not in text
     conf = tmp_path / "snippet.conf"
     conf.write_text(text)
     check = subprocess.run(["rsyslogd", "-N1", "-f", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
