@@ -144,9 +144,9 @@ def test_plan_needs_issuance_for_a_due_certificate_or_a_missing_secret_id(tmp_pa
     config, fact = _fact(tmp_path, hours_left=2)
     plan = health.fact_plan({"minibus_certs": fact}, _role_request(config), now_epoch=EPOCH)
     assert plan["use_fact"] and plan["needs_certificate"] and plan["needs_issuance"]
-    config, fact = _fact(tmp_path, secret=False)
-    (tmp_path / "state" / "secret-id.json").unlink() if (tmp_path / "state" / "secret-id.json").exists() else None
-    fact = health.local_fact(config, now=NOW)
+    other = tmp_path / "other"
+    other.mkdir()
+    config, fact = _fact(other, secret=False)
     plan = health.fact_plan({"minibus_certs": fact}, _role_request(config), now_epoch=EPOCH)
     assert plan["use_fact"] and not plan["needs_certificate"] and plan["needs_secret_id"] and plan["needs_issuance"]
 
