@@ -11,19 +11,21 @@ playbooks/vault_bootstrap.yml, makes a broker token, and measures:
 * P1  first issuance for 50 inventory hosts (ansible_connection=local, forks 10):
       (a) minibus.pki.vault_pki_issue, one task per host, AppRole with a wrapped secret id from the
           minibus.pki.vault_secret_id lookup (broker token on the controller), method sign;
-      (a') the role's pattern (check-mode plan, then issue when the plan changed) on first issuance;
+      (a') the role's pattern with facts gathered (roles/minibus_certs/tasks/certificate.yml): the local
+           fact decides, so a new host costs gather_facts + one module run (headline row);
+      (a'') the role's fallback without facts (check-mode plan, then issue when the plan changed);
       (b) community.hashi_vault vault_login (approle, plain secret id minted per host beforehand) +
           vault_pki_generate_certificate + two ansible.builtin.copy;
-      (c) the floor: one ansible.builtin.ping task.
-* P2  re-run of (a) with the role's pattern while the certificates are fresh: Vault requests from
-      the audit log, wall time against the floor.
+      (c) the floor: one ansible.builtin.ping task; (d) the gather_facts floor (setup, min subset).
+* P2  re-run of (a') with facts gathered while the certificates are fresh (headline: no module run,
+      0 Vault requests, wall against the gather_facts floor (d)), and of (a) with the fallback.
 * P3  one on-host renewal (renewer main() --force, fresh process, 5 runs) against
       bench/floor_renewal.sh (bash + openssl + curl + jq, the same 5 requests, 5 runs).
 * P4  bench/fleet_sim.py with its defaults (10,000 hosts), 30-minute timer and the earlier hourly one.
 
 Targets are reported, never asserted. Writes bench/results/bench-<date>.md and prints it.
 
-Usage: python bench/run_bench.py [--hosts 50] [--forks 10] [--skip-community] [--keep]
+Usage: python bench/run_bench.py [--hosts 50] [--forks 10] [--skip-community] [--skip-fleet] [--only-p1-p2] [--keep]
 (PATH must contain ansible-playbook, bao, and a python with hvac and cryptography.)
 """
 
@@ -233,6 +235,69 @@ OURS_ROLE_PLAY = """\
       when: plan is changed
 """ % (_OURS_DEFAULTS, _LOOKUP)
 
+# Every bench host's local facts live in its own directory (all hosts are this machine).
+_SETUP_DEFAULTS = """\
+    ansible.builtin.setup:
+      gather_subset: [min]
+      fact_path: "{{ bench_out }}/{{ inventory_hostname }}/facts.d"
+"""
+
+# (d) the gather_facts floor: the fact gathering the role's pattern needs anyway, nothing else
+GATHER_FLOOR_PLAY = """\
+- name: gather_facts floor
+  hosts: bench
+  gather_facts: true
+  module_defaults:
+%s  tasks: []
+""" % _SETUP_DEFAULTS
+
+# (a') the role's pattern with facts gathered (roles/minibus_certs/tasks/certificate.yml): the local fact
+# decides through minibus.pki.local_fact_plan; the check-mode plan only when it cannot. bench_new_host
+# stands for "the role created the renewal account in this run"; bench_expect_fact makes a run whose fact
+# did not decide fail rather than measure the fallback under the wrong name. The role's fact gathering
+# needs only the `local` subset (the CN is the inventory name here); `min` is what a play using the
+# role's default CN (ansible_facts['fqdn']) gathers at least, so both the rows and the floor use it.
+OURS_FACT_PLAY = """\
+- name: ours, the role's pattern with the local fact
+  hosts: bench
+  gather_facts: true
+%s%s  tasks:
+    - name: decide from the local fact (no module run)
+      ansible.builtin.set_fact:
+        fact_plan: "{{ ansible_local | default(none) | minibus.pki.local_fact_plan(request,
+                        account_created=bench_new_host | bool) }}"
+      vars:
+        request:
+          common_name: "{{ inventory_hostname }}"
+          key_type: ec
+          key_bits: 256
+          cert_path: "{{ bench_out }}/{{ inventory_hostname }}/tls/cert.pem"
+          key_path: "{{ bench_out }}/{{ inventory_hostname }}/tls/key.pem"
+          chain_path: "{{ bench_out }}/{{ inventory_hostname }}/tls/chain.pem"
+          ca_path: "{{ bench_out }}/{{ inventory_hostname }}/tls/ca.pem"
+          secret_id_store: "{{ bench_out }}/{{ inventory_hostname }}/secret_id.json"
+    - name: plan (check mode) when the fact cannot decide
+      minibus.pki.vault_pki_issue:
+      check_mode: true
+      register: plan
+      when: not fact_plan.use_fact
+      # a run meant to measure the fact's decision fails here rather than measure the fallback
+      failed_when: bench_expect_fact | bool
+    - name: issue
+      minibus.pki.vault_pki_issue:
+        secret_id_wrapping_token: "%s"
+      no_log: true
+      when: (fact_plan.needs_issuance | bool) if fact_plan.use_fact else (plan is changed)
+""" % (_OURS_DEFAULTS, _SETUP_DEFAULTS, _LOOKUP)
+
+# The role's fact (roles/minibus_certs/templates/minibus_certs.fact.j2) for a bench host: the same core
+# entry, run by this Python (hvac, cryptography) from the collection through the symlink.
+FACT_SCRIPT = """#!/bin/sh
+exec %(python)s -I -B -c 'import sys; sys.path.insert(0, sys.argv.pop(1)); \
+from ansible_collections.minibus.pki.plugins.module_utils.health import fact_main; \
+sys.exit(fact_main(sys.argv[1:]))' %(colls)s --config %(config)s
+"""
+
 COMMUNITY_PLAY = """\
 - name: community.hashi_vault
   hosts: bench
@@ -273,14 +338,15 @@ COMMUNITY_PLAY = """\
 """ % {"role_id": CMP_ROLE_ID, "mount": PKI_MOUNT, "pki_role": CMP_PKI_ROLE}
 
 
-def inventory(path, hosts, out_dir, url, hostvars=None):
+def inventory(path, hosts, out_dir, url, hostvars=None, groupvars=None):
     lines = ["[bench]"]
     for h in hosts:
         extra = " ".join("%s=%s" % kv for kv in sorted((hostvars or {}).get(h, {}).items()))
         lines.append(("%s %s" % (h, extra)).rstrip())
     lines += ["", "[bench:vars]", "ansible_connection=local",
               "ansible_python_interpreter={{ ansible_playbook_python }}",
-              "bench_out=%s" % out_dir, "bench_vault_url=%s" % url, ""]
+              "bench_out=%s" % out_dir, "bench_vault_url=%s" % url]
+    lines += ["%s=%s" % kv for kv in sorted((groupvars or {}).items())] + [""]
     with open(path, "w") as handle:
         handle.write("\n".join(lines))
 
@@ -341,6 +407,32 @@ class Bench(object):
     def host_dirs(self, out):
         for h in self.hosts:
             os.makedirs(os.path.join(out, h, "tls"), exist_ok=True)
+            os.makedirs(os.path.join(out, h, "facts.d"), exist_ok=True)
+
+    def renewer_config(self, out, host):
+        """The host's renewer config, as the role writes it (the options of _OURS_DEFAULTS)."""
+        hdir = os.path.join(out, host)
+        config = {
+            "url": self.url, "ca_cert": self.ca_cert, "role_id": ROLE_ID, "approle_name": APPROLE,
+            "auth_mount_point": "approle", "engine_mount_point": PKI_MOUNT, "role_name": PKI_ROLE,
+            "common_name": host, "ttl": "24h", "method": "sign", "key_type": "ec", "key_bits": 256,
+            "cert_path": os.path.join(hdir, "tls", "cert.pem"), "key_path": os.path.join(hdir, "tls", "key.pem"),
+            "chain_path": os.path.join(hdir, "tls", "chain.pem"), "ca_path": os.path.join(hdir, "tls", "ca.pem"),
+            "secret_id_store": os.path.join(hdir, "secret_id.json"),
+        }
+        path = os.path.join(hdir, "renewer.json")
+        with open(path, "w") as handle:
+            json.dump(config, handle, indent=2)
+        return path
+
+    def install_facts(self, out):
+        """What the role's renewer_files.yml does after the first issuance: config + executable fact."""
+        for h in self.hosts:
+            fact = os.path.join(out, h, "facts.d", "minibus_certs.fact")
+            with open(fact, "w") as handle:
+                handle.write(FACT_SCRIPT % {"python": sys.executable, "colls": self.colls,
+                                            "config": self.renewer_config(out, h)})
+            os.chmod(fact, 0o755)
 
     # ---------------------------------------------------------------- set-up
     def start_vault(self):
@@ -394,7 +486,23 @@ class Bench(object):
         self.check_certs(out_a, "ours")
         self.out_a = out_a
 
-        # (a') the role's pattern on first issuance (fresh directories)
+        # (d) the gather_facts floor (empty facts.d per host)
+        a0 = self.audit.mark()
+        r["gather_floor"] = self.playbook("gather_floor", GATHER_FLOOR_PLAY, floor_inv)
+        r["gather_floor_requests"] = len(self.audit.requests(a0, self.audit.mark()))
+
+        # (a') the role's pattern with facts gathered, on new hosts (fresh directories, no fact yet)
+        out_f = os.path.join(self.tmp, "ours_fact")
+        self.host_dirs(out_f)
+        inv_f = os.path.join(self.tmp, "ours_fact.ini")
+        inventory(inv_f, self.hosts, out_f, self.url, groupvars={"bench_new_host": "true", "bench_expect_fact": "true"})
+        a0 = self.audit.mark()
+        r["ours_fact"] = self.playbook("ours_role_fact_first", OURS_FACT_PLAY, inv_f, VAULT_TOKEN=self.broker)
+        r["ours_fact_paths"] = self.audit.requests(a0, self.audit.mark())
+        self.check_certs(out_f, "ours_fact")
+        self.install_facts(out_f)
+
+        # (a'') the role's fallback without facts, first issuance (fresh directories)
         out_r = os.path.join(self.tmp, "ours_role")
         self.host_dirs(out_r)
         inv_r = os.path.join(self.tmp, "ours_role.ini")
@@ -420,7 +528,15 @@ class Bench(object):
             r["community_paths"] = self.audit.requests(a0, self.audit.mark())
             self.check_certs(out_b, "community", chain=False)
 
-        # P2: re-run (a) with the role's pattern while the certificates are fresh
+        # P2 (headline): re-run (a') with facts gathered while the certificates are fresh; the broker token is
+        # withheld, so a lookup that should not happen fails the run instead of passing unseen
+        inv_f2 = os.path.join(self.tmp, "ours_fact_rerun.ini")
+        inventory(inv_f2, self.hosts, out_f, self.url, groupvars={"bench_new_host": "false", "bench_expect_fact": "true"})
+        a0 = self.audit.mark()
+        r["fact_rerun"] = self.playbook("ours_role_fact_rerun", OURS_FACT_PLAY, inv_f2)
+        r["fact_rerun_paths"] = self.audit.requests(a0, self.audit.mark())
+
+        # P2: re-run (a) with the role's fallback (check-mode plan) while the certificates are fresh
         a0 = self.audit.mark()
         r["rerun"] = self.playbook("ours_rerun", OURS_ROLE_PLAY, inv_a, VAULT_TOKEN=self.broker)
         r["rerun_paths"] = self.audit.requests(a0, self.audit.mark())
@@ -527,7 +643,13 @@ class Bench(object):
         L.append("| (a) ours: `vault_pki_issue` (sign, AppRole, wrapped secret id from the `vault_secret_id` "
                  "lookup, secret id store) | %.1f | %d | 1 | ours/floor %.2f | ≤ 1.5 |"
                  % (ours, len(r["ours_paths"]), ours / floor))
-        L.append("| (a') ours, the role's pattern: check-mode plan + issue when changed | %.1f | %d | 2 | "
+        gfloor = r["gather_floor"]
+        L.append("| (d) floor: `gather_facts` (setup, `min` subset, per-host `fact_path`) | %.1f | %d | 1 | %.2f | |"
+                 % (gfloor, r["gather_floor_requests"], gfloor / floor))
+        L.append("| **(a') ours, the role's pattern with facts gathered: gather_facts + local fact decides + issue** "
+                 "| **%.1f** | %d | 1 + setup | ours/floor %.2f | |"
+                 % (r["ours_fact"], len(r["ours_fact_paths"]), r["ours_fact"] / floor))
+        L.append("| (a'') ours, the role's fallback without facts: check-mode plan + issue when changed | %.1f | %d | 2 | "
                  "ours/floor %.2f | |" % (r["ours_role"], len(r["ours_role_paths"]), r["ours_role"] / floor))
         if "community" in r:
             c = r["community"]
@@ -535,11 +657,15 @@ class Bench(object):
                      "controller beforehand, not timed) + `vault_pki_generate_certificate` (issue) + 2 × `copy` "
                      "| %.1f | %d | 4 | theirs/floor %.2f | |" % (c, len(r["community_paths"]), c / floor))
             L.append("| **ours/theirs** (a)/(b) | | | | **%.2f** | ≤ 0.3 |" % (ours / c))
+            L.append("| **role's pattern/theirs** (a')/(b) | | | | **%.2f** | ≤ 0.35 |" % (r["ours_fact"] / c))
+            L.append("| role's pattern beyond the fact gathering a play does anyway ((a') − (d))/(b) | | | | %.2f | |"
+                     % ((r["ours_fact"] - gfloor) / c))
         L.append("| **ours/floor** (a)/(c) | | | | **%.2f** | ≤ 1.5 |" % (ours / floor))
         L.append("")
-        L.append("Vault requests per host: ours %.1f (%s); the role's pattern %.1f; community.hashi_vault %s."
+        L.append("Vault requests per host: ours %.1f (%s); the role's pattern %.1f with facts, %.1f without; "
+                 "community.hashi_vault %s."
                  % (len(r["ours_paths"]) / len(self.hosts), _path_summary(r["ours_paths"]),
-                    len(r["ours_role_paths"]) / len(self.hosts),
+                    len(r["ours_fact_paths"]) / len(self.hosts), len(r["ours_role_paths"]) / len(self.hosts),
                     ("%.1f (%s)" % (len(r["community_paths"]) / len(self.hosts), _path_summary(r["community_paths"])))
                     if "community" in r else "-"))
         L.append("Not equivalent work: ours also rotates the renewal secret id (mint + unwrap + store) and revokes "
@@ -549,32 +675,35 @@ class Bench(object):
                  "copy of the PKI role (`%s`) and its own AppRole role (`%s`), since `%s` has key_type any "
                  "and refuses issue without it." % (CMP_PKI_ROLE, CMP_APPROLE, PKI_ROLE))
         L.append("")
-        rr = r["rerun"]
-        L.append("## P2 re-run of (a) with fresh certificates (the role's pattern: plan, issue only when changed)")
+        rr, fr = r["rerun"], r["fact_rerun"]
+        L.append("## P2 re-run with fresh certificates")
         L.append("")
-        L.append("| measure | value | target |")
-        L.append("|---|---|---|")
-        L.append("| Vault requests (audit log, `\"type\":\"request\"`) | %d | 0 |" % len(r["rerun_paths"]))
-        L.append("| wall s | %.1f | |" % rr)
-        L.append("| wall / floor (c) | %.2f | ≤ 1.2 |" % (rr / floor))
-        L.append("")
-        rw, fw = r["renewer_walls"], r["floor_renewal_walls"]
-        L.append("## P3 one on-host renewal (%d fresh processes each, --force)" % len(rw))
-        L.append("")
-        L.append("| variant | median wall s | runs (s) | Vault requests per run | target |")
+        L.append("| variant | Vault requests (audit log, `\"type\":\"request\"`) | wall s | ratio | target |")
         L.append("|---|---|---|---|---|")
-        L.append("| renewer (`python3 -I -B`, `renewer.main --config … --force`) | %.3f | %s | %s | ≤ 5 |"
-                 % (median(rw), " ".join("%.3f" % w for w in rw), ", ".join(map(str, r["renewer_counts"]))))
-        L.append("| floor: `bench/floor_renewal.sh` (bash, openssl, curl, jq) | %.3f | %s | %s | |"
-                 % (median(fw), " ".join("%.3f" % w for w in fw), ", ".join(map(str, r["floor_renewal_counts"]))))
-        L.append("| **renewer / floor** | **%.2f** | | | ≤ 2 |" % (median(rw) / median(fw)))
+        L.append("| **(a') the role's pattern with facts gathered: the local fact decides, no module run** | **%d** | "
+                 "%.1f | **wall / gather_facts floor (d) %.2f** | 0 requests, ≤ 1.1 |"
+                 % (len(r["fact_rerun_paths"]), fr, fr / gfloor))
+        L.append("| (a) with the role's fallback without facts: check-mode plan, issue only when changed | %d | %.1f | "
+                 "wall / floor (c) %.2f | 0 requests, ≤ 1.2 |" % (len(r["rerun_paths"]), rr, rr / floor))
         L.append("")
-        L.append("Renewer's requests (audit log, one run): " + ", ".join("`%s`" % p for p in r["renewer_paths"]))
-        L.append("")
-        L.append("Floor script's requests: " + ", ".join("`%s`" % p for p in r["floor_renewal_paths"]))
-        L.append("")
-        L.append("Renewer output: `%s`" % r["renewer_line"])
-        L.append("")
+        if "renewer_walls" in r:
+            rw, fw = r["renewer_walls"], r["floor_renewal_walls"]
+            L.append("## P3 one on-host renewal (%d fresh processes each, --force)" % len(rw))
+            L.append("")
+            L.append("| variant | median wall s | runs (s) | Vault requests per run | target |")
+            L.append("|---|---|---|---|---|")
+            L.append("| renewer (`python3 -I -B`, `renewer.main --config … --force`) | %.3f | %s | %s | ≤ 5 |"
+                     % (median(rw), " ".join("%.3f" % w for w in rw), ", ".join(map(str, r["renewer_counts"]))))
+            L.append("| floor: `bench/floor_renewal.sh` (bash, openssl, curl, jq) | %.3f | %s | %s | |"
+                     % (median(fw), " ".join("%.3f" % w for w in fw), ", ".join(map(str, r["floor_renewal_counts"]))))
+            L.append("| **renewer / floor** | **%.2f** | | | ≤ 2 |" % (median(rw) / median(fw)))
+            L.append("")
+            L.append("Renewer's requests (audit log, one run): " + ", ".join("`%s`" % p for p in r["renewer_paths"]))
+            L.append("")
+            L.append("Floor script's requests: " + ", ".join("`%s`" % p for p in r["floor_renewal_paths"]))
+            L.append("")
+            L.append("Renewer output: `%s`" % r["renewer_line"])
+            L.append("")
         if "fleet" in r:
             L.append("## P4 fleet simulation (bench/fleet_sim.py defaults, 10,000 hosts, worst 6 h outage)")
             L.append("")
@@ -601,6 +730,7 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=5, help="P3 runs per variant (median)")
     ap.add_argument("--skip-community", action="store_true", help="skip P1 (b) (about 100 s)")
     ap.add_argument("--skip-fleet", action="store_true", help="skip P4")
+    ap.add_argument("--only-p1-p2", action="store_true", help="only P1 and P2 (P3 and P4 skipped)")
     ap.add_argument("--out", default=os.path.join(BENCH_DIR, "results"))
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, host files)")
     args = ap.parse_args(argv)
@@ -614,10 +744,11 @@ def main(argv=None):
     try:
         bench.start_vault()
         bench.p1_p2()
-        bench.p3()
+        if not args.only_p1_p2:
+            bench.p3()
     finally:
         bench.stop_vault()
-    if not args.skip_fleet:
+    if not (args.skip_fleet or args.only_p1_p2):
         bench.p4()
     total = time.perf_counter() - t0
     text = bench.report(info, total)

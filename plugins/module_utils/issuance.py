@@ -205,6 +205,11 @@ def _ensure(p, check_mode, now):
     return result
 
 
+def plan_result(decision, secret_problem):
+    """The check-mode result for plan()'s answer (changed, reason, serial, not_after...): health shows the same."""
+    return _result(decision, secret_problem)
+
+
 def _result(decision, secret_problem):
     reasons = []
     if decision.needed:

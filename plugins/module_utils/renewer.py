@@ -21,7 +21,7 @@ import os
 import sys
 
 from .errors import MinibusError
-from . import health, secret_store
+from . import health
 from .files import write_file_atomic
 from .issuance import CERTIFICATE_SPEC, ensure_certificate
 from .options import AUTH_SPEC, CONNECTION_SPEC, resolve_env
@@ -84,18 +84,11 @@ def main(argv=None, environ=None):
 
 
 def _health(params):
-    """The status record (no Vault request: ensure_certificate in check mode only reads the store)."""
-    state_path, _metrics_path = health.default_paths(params)
-    # --force is this run's request, not the certificate's state: the record shows whether it is due.
-    planned = ensure_certificate(dict(params, force=False), check_mode=True)
-    record = None
-    if params.get("secret_id_store"):
-        try:
-            record = secret_store.load(params["secret_id_store"])
-        except MinibusError:
-            record = {"state": secret_store.CONSUMED, "problem": "the secret id store is unreadable"}
-    return health.status(planned, record, health.read_state(state_path),
-                         uses_store=bool(params.get("secret_id_store")))
+    """The status record (no Vault request); as root with an owner set, read by that account (health.collect).
+
+    --force is this run's request, not the certificate's state: the record shows whether it is due.
+    """
+    return health.collect(dict(params, force=False))
 
 
 def _report(params, args):
