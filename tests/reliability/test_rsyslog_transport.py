@@ -477,7 +477,7 @@ def test_relp_refuses_every_one_of_repeated_attempts(pki, relp, case):
     tag = "again" + case.replace("_", "")
     offset = len(relp.server.internal_text())
     acked = []
-    for _ in range(ATTEMPTS):
+    for dummy in range(ATTEMPTS):
         acked += relp_session(relp.port, pki[case], pki["anchor"], tag, 3)
     refused = relp.server.internal_text()[offset:].count(text)
     assert refused >= ATTEMPTS, "%d of %d sessions refused with %r" % (refused, ATTEMPTS, text)
