@@ -111,8 +111,9 @@ def test_rsyslog_snippet_is_valid_and_hardened(tmp_path, role, transport):
     else:
         assert 'tls.cacert="%s"' % paths["trust-anchor.pem"] in text
         assert 'tls.mycert="%s"' % paths["fullchain.pem"] in text
-        assert 'tls="on"' in text and 'tls.authmode="name"' in text and 'tls.tlslib="gnutls"' in text
-        assert "tls.prioritystring=" in text and "+VERS-TLS1.2" in text
+        # OpenSSL: librelp checks the peer's extended key usage only with it (docs/design.md)
+        assert 'tls="on"' in text and 'tls.authmode="name"' in text and 'tls.tlslib="openssl"' in text
+        assert 'tls.tlscfgcmd="MinProtocol=TLSv1.2;' in text and "prioritystring" not in text
         assert ("imrelp" if role == "server" else "omrelp") in text and "gtls" not in text
     conf = tmp_path / "snippet.conf"
     conf.write_text(text)
