@@ -171,8 +171,8 @@ def _where(runs, times, t0, events, limit=8, window=3.0):
                 [min(events, key=lambda e: abs(e["at"] - sent_at))]
             near = ", " + ", ".join("%+.1f s from %s of %s" % (sent_at - e["at"], e["what"], e["host"].split(".")[0])
                                     for e in close)
-        out.append("%d–%d (%d) sent at %s s%s" % (first, last, last - first + 1,
-                                                    "%.1f" % sent_at if sent_at is not None else "?", near))
+        when = "%.1f" % sent_at if sent_at is not None else "?"
+        out.append("%d–%d (%d) sent at %s s%s" % (first, last, last - first + 1, when, near))
     if len(runs) > limit:
         out.append("… %d more runs" % (len(runs) - limit))
     return "; ".join(out)

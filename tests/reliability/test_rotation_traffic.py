@@ -110,8 +110,8 @@ def lab_vault():
 def lab(lab_vault, tmp_path):
     work = str(tmp_path)
     root_path = os.path.join(lab_vault.dir, "root-ca.pem")
-    hosts = [Host(work, SERVER, "server", first_ttl=FIRST_TTL)] + [Host(work, name, "client", first_ttl=FIRST_TTL)
-                                                                  for name in CLIENTS]
+    hosts = [Host(work, SERVER, "server", first_ttl=FIRST_TTL)]
+    hosts += [Host(work, name, "client", first_ttl=FIRST_TTL) for name in CLIENTS]
     for host in hosts:
         shutil.copyfile(root_path, host.trust_anchor)  # the role delivers the pinned root from the controller
         host.bootstrap(lab_vault)
