@@ -16,6 +16,8 @@ two clients with real renewer configs, one real rsyslogd per host from the role'
   client's rsyslog, written by the server, duplicates, lost end to end (sent, never written), lost
   between the rsyslogs (accepted, never written), and where: the lost sequence ranges, when they were
   sent and the nearest renewal/restart.
+* coincident_run: the server's rsyslog restarted and one client's shortly after (a renewal or the session
+  bound on the server meeting a client's renewal), five times, the other client left alone as the control.
 * session_run: certificates with a short TTL, the renewer run on a schedule without --force (it renews
   when due, like the timer; a renewal restarts that host's rsyslog, like minibus-certs-reload.path), the
   server's rsyslog restarted every max session age (minibus-certs-session-bound.timer). The server's
@@ -243,6 +245,34 @@ def delivery_run(lab, rate, seconds, renewals):
     return dict(rate=rate, seconds=seconds, elapsed=elapsed, renewals=counts, events=events, rows=rows)
 
 
+def coincident_run(lab, rate, gap, pairs=5, spacing=4.0):
+    """Restarts that coincide: `pairs` times, the server's rsyslog restarted and client1's `gap` s later
+    (client2 is left alone as the control). No renewal: restarts are what a renewal or the session bound
+    causes."""
+    lab.build("coincident-%g" % gap)
+    lab.log("P5 coincident restarts: %d/s, %d server restarts each followed by client1's after %.1f s" % (rate, pairs, gap))
+    senders = lab.senders(rate)
+    t0 = time.time()
+    events = []
+    try:
+        for pair in range(pairs):
+            time.sleep(spacing)
+            lab.log("  pair %d of %d" % (pair + 1, pairs))
+            events.append(dict(host=lab.server.name, what="restart", at=time.time() - t0))
+            lab.restart(lab.server)
+            time.sleep(gap)
+            events.append(dict(host=lab.clients[0].name, what="restart", at=time.time() - t0))
+            lab.restart(lab.clients[0])
+        time.sleep(spacing)
+    finally:
+        _stop(senders)
+    elapsed = time.time() - t0
+    _drain(lab)
+    rows = _count(lab, senders, t0, events, elapsed)
+    lab.stop_hosts()
+    return dict(rate=rate, gap=gap, pairs=pairs, elapsed=elapsed, rows=rows)
+
+
 # --------------------------------------------------------------------------------------------------
 # session bound with short-lived certificates
 # --------------------------------------------------------------------------------------------------
@@ -414,6 +444,13 @@ def markdown(result, shortened=False):
         L.append("Renewals (s from start: host, renewer s / restart s): " + "; ".join(
             "%.1f: %s %.1f/%.1f" % (e["at"], e["host"].split(".")[0], e["renew_s"], e["restart_s"]) for e in run["events"]))
         L.append("")
+    for c in result.get("coincident", []):
+        L.append("### Coincident restarts: %d/s, %d × (server restart, then client1's %.1f s later); client2 untouched"
+                 % (c["rate"], c["pairs"], c["gap"]))
+        L.append("")
+        _table(L, c["rows"])
+        _where_lines(L, c["rows"])
+        L.append("")
     s = result.get("sessions")
     if s:
         stale = s["stale"].split(".")[0]
@@ -489,6 +526,7 @@ def run(args, log):
         for rate in (args.p5_rate, args.p5_low_rate):
             if rate:
                 result["delivery"].append(delivery_run(lab, rate, args.p5_seconds, args.p5_renewals))
+        result["coincident"] = [coincident_run(lab, args.p5_low_rate or 300, gap) for gap in args.p5_coincident]
     finally:
         lab.close(keep=args.keep)
     if args.p5_short_seconds:
@@ -511,6 +549,9 @@ def add_arguments(ap):
     ap.add_argument("--p5-rate", type=int, default=1000, help="P5 delivery: lines/s per client, first row (1000)")
     ap.add_argument("--p5-low-rate", type=int, default=300, help="P5 delivery: second row's rate, 0 to skip (300)")
     ap.add_argument("--p5-renewals", type=int, default=5, help="P5 delivery: forced renewals per host (5)")
+    ap.add_argument("--p5-coincident", type=float, nargs="*", default=[0.3, 3.0], metavar="GAP",
+                    help="P5 coincident restarts: for each GAP, 5 server restarts each followed by client1's GAP s later "
+                         "(0.3 3.0; none: skip)")
     ap.add_argument("--p5-short-seconds", type=int, default=1200,
                     help="P5 short-lived certificates: seconds, 0 to skip (1200)")
     ap.add_argument("--p5-short-ttl", type=int, default=300, help="P5 short-lived certificates: TTL seconds (300)")

@@ -25,13 +25,14 @@ playbooks/vault_bootstrap.yml, makes a broker token, and measures:
 * P5  bench/p5_delivery.py: two clients at 1,000 and at 300 lines/s each for 5 minutes while the server
       and each client renew 5 times (forced), counted end to end and between the rsyslog instances, with
       where any loss happened; 5-minute certificates for 20 minutes with a 2-minute session bound, the
-      server's connection table sampled for the oldest session (about 35 minutes in all).
+      server's connection table sampled for the oldest session; coincident server and client restarts
+      (0.3 s and 3 s apart) at 300/s (about 35 minutes in all).
 
 Targets are reported, never asserted. Writes bench/results/bench-<date>.md and prints it.
 
 Usage: python bench/run_bench.py [--hosts 50] [--forks 10] [--skip-community] [--skip-fleet] [--only-p1-p2] [--keep]
        [--skip-p5 | --only-p5] [--p5-seconds 300] [--p5-rate 1000] [--p5-low-rate 300] [--p5-renewals 5]
-       [--p5-short-seconds 1200] [--p5-short-ttl 300] [--p5-short-bound 120] [--p5-short-rate 100]
+       [--p5-coincident 0.3 3.0] [--p5-short-seconds 1200] [--p5-short-ttl 300] [--p5-short-bound 120] [--p5-short-rate 100]
 (PATH must contain ansible-playbook, bao, and a python with hvac and cryptography.)
 """
 
