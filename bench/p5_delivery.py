@@ -1,0 +1,560 @@
+# -*- coding: utf-8 -*-
+# Copyright: minibus.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""P5 (make bench): delivery across forced renewals, and the TLS session bound with short-lived certificates.
+
+Both runs use the lab of tests/reliability/rsyslog_lab.py (also used by the rotation test): a real
+OpenBao over HTTPS bootstrapped with playbooks/vault_bootstrap.yml (its own instance), a log server and
+two clients with real renewer configs, one real rsyslogd per host from the role's minibus-tls.conf.j2
+(RELP over TLS, the role's default), everything on loopback.
+
+* delivery_run: sequence-numbered lines into each client's rsyslog (a local TCP input, so journald is
+  not the bottleneck; each accepted line is written to a local file before the role's snippet forwards
+  it) at a steady rate; the server and each client renewed (renewer --force) and restarted (what
+  minibus-certs-reload does) N times, spread through the run. Counted per client: sent, accepted by the
+  client's rsyslog, written by the server, duplicates, lost end to end (sent, never written), lost
+  between the rsyslogs (accepted, never written), and where: the lost sequence ranges, when they were
+  sent and the nearest renewal/restart.
+* coincident_run: the server's rsyslog restarted and one client's shortly after (a renewal or the session
+  bound on the server meeting a client's renewal), five times, the other client left alone as the control.
+* session_run: certificates with a short TTL, the renewer run on a schedule without --force (it renews
+  when due, like the timer; a renewal restarts that host's rsyslog, like minibus-certs-reload.path), the
+  server's rsyslog restarted every max session age (minibus-certs-session-bound.timer). The server's
+  connection table (ss) is sampled every few seconds; each RELP session (server side, keyed by the
+  client's source port and the server's pid) is tracked from first to last sighting. Reported: the
+  oldest session age seen against the bound, and how long any session lived past the notAfter of the
+  client certificate on disk when it was first seen.
+
+Reports, never asserts. The machine may be shared: the report carries the load average.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(BENCH_DIR)
+RELIABILITY = os.path.join(REPO_ROOT, "tests", "reliability")
+
+
+def _lab():
+    """tests/reliability's conftest (Vault, renewer runner) and rsyslog_lab, imported from there
+    (bench/ has a conftest.py of its own: tests/reliability goes first on sys.path)."""
+    if RELIABILITY not in sys.path:
+        sys.path.insert(0, RELIABILITY)
+    cached = sys.modules.get("conftest")
+    if cached is not None and os.path.dirname(os.path.abspath(cached.__file__)) != RELIABILITY:
+        del sys.modules["conftest"]
+    import conftest  # noqa: E402  pylint: disable=import-outside-toplevel
+    import rsyslog_lab  # noqa: E402  pylint: disable=import-outside-toplevel
+    return conftest, rsyslog_lab
+
+
+# --------------------------------------------------------------------------------------------------
+# the lab: a Vault, a server and two clients
+# --------------------------------------------------------------------------------------------------
+
+class Lab(object):
+    def __init__(self, log, first_ttl="1h", ttl="1h"):
+        self.conftest, self.rl = _lab()
+        self.log = log
+        self.work = tempfile.mkdtemp(prefix="minibus-p5-")
+        os.makedirs(os.path.join(self.work, "bao"))
+        self.vault = self.conftest.Vault(os.path.join(self.work, "bao"))
+        self.first_ttl, self.ttl = first_ttl, ttl
+        self.hosts = []
+
+    def start_vault(self):
+        self.vault.start()
+        self.vault.bootstrap()
+        self.log("P5: OpenBao at %s, bootstrapped" % self.vault.url)
+
+    def build(self, name):
+        """Fresh host directories under work/name, bootstrapped, rsyslog configs rendered, rsyslogds started."""
+        rl = self.rl
+        work = os.path.join(self.work, name)
+        os.makedirs(work)
+        root_path = os.path.join(self.vault.dir, "root-ca.pem")
+        hosts = [rl.Host(work, rl.SERVER, "server", self.first_ttl, self.ttl)] + \
+            [rl.Host(work, c, "client", self.first_ttl, self.ttl) for c in rl.CLIENTS]
+        for host in hosts:
+            shutil.copyfile(root_path, host.trust_anchor)
+            host.bootstrap(self.vault)
+        self.port = self.conftest.free_port()
+        self.inject = dict((h.name, self.conftest.free_port()) for h in hosts[1:])
+        rl.render_rsyslog_confs([(h, rl.role_vars(h, self.port)) for h in hosts])
+        for host in hosts:
+            host.write_conf(self.inject.get(host.name))
+        self.hosts = hosts
+        self.server, self.clients = hosts[0], hosts[1:]
+        self.tags = dict((c.name, "c%d" % (i + 1)) for i, c in enumerate(self.clients))
+        self.server.start()
+        rl.wait_port(self.port)
+        for client in self.clients:
+            client.start()
+            rl.wait_port(self.inject[client.name])
+
+    def senders(self, rate):
+        senders = dict((c.name, self.rl.Sender(self.tags[c.name], self.inject[c.name], rate)) for c in self.clients)
+        for sender in senders.values():
+            sender.start()
+        return senders
+
+    def restart(self, host):
+        host.restart()
+        self.rl.wait_port(self.port if host is self.server else self.inject[host.name])
+
+    def stop_hosts(self):
+        for host in self.hosts:
+            host.stop()
+        self.hosts = []
+
+    def close(self, keep=False):
+        self.stop_hosts()
+        self.vault.stop()
+        if keep:
+            self.log("P5: kept %s" % self.work)
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def _stop(senders):
+    for sender in senders.values():
+        sender.stopping.set()
+    for sender in senders.values():
+        sender.join(10)
+
+
+def _drain(lab, seconds=120):
+    """Wait until every accepted line is on the server, or nothing more arrives for 20 s (counted then)."""
+    deadline, last, last_change = time.time() + seconds, None, time.time()
+    while time.time() < deadline:
+        missing = 0
+        for client in lab.clients:
+            tag = lab.tags[client.name]
+            missing += len(set(lab.rl.seqs(client.accepted_log, tag)) - set(lab.rl.seqs(lab.server.remote_log, tag)))
+        if missing == 0:
+            return
+        if missing != last:
+            last, last_change = missing, time.time()
+        elif time.time() - last_change > 20:
+            return
+        time.sleep(1)
+
+
+def _ranges(numbers):
+    """Sorted ints as (first, last) runs."""
+    runs = []
+    for n in sorted(numbers):
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return [tuple(r) for r in runs]
+
+
+def _where(runs, times, t0, events, limit=8, window=3.0):
+    """Each lost run: its sequence numbers, when its first line was sent (s from start) and the events
+    within `window` s of it (else the nearest one)."""
+    out = []
+    for first, last in runs[:limit]:
+        sent_at = times[first] - t0 if first < len(times) else None
+        near = ""
+        if sent_at is not None and events:
+            close = [e for e in events if abs(e["at"] - sent_at) <= window] or \
+                [min(events, key=lambda e: abs(e["at"] - sent_at))]
+            near = ", " + ", ".join("%+.1f s from %s of %s" % (sent_at - e["at"], e["what"], e["host"].split(".")[0])
+                                    for e in close)
+        when = "%.1f" % sent_at if sent_at is not None else "?"
+        out.append("%d–%d (%d) sent at %s s%s" % (first, last, last - first + 1, when, near))
+    if len(runs) > limit:
+        out.append("… %d more runs" % (len(runs) - limit))
+    return "; ".join(out)
+
+
+def _count(lab, senders, t0, events, elapsed, cutoff=None):
+    """Per client: sent, accepted, written, duplicates, lost end to end / between the rsyslogs / before
+    the client's rsyslog, and where. cutoff (client name -> epoch): lines that client sent from then on
+    are counted apart (refused_after), not as lost."""
+    rows = []
+    for client in lab.clients:
+        tag, sender = lab.tags[client.name], senders[client.name]
+        accepted = set(lab.rl.seqs(client.accepted_log, tag))
+        written_list = lab.rl.seqs(lab.server.remote_log, tag)
+        written = set(written_list)
+        sent = set(range(sender.sent))
+        after = set()
+        if cutoff and client.name in cutoff:
+            after = set(n for n in sent if sender.times[n] >= cutoff[client.name])
+        lost_e2e = sent - written - after
+        lost_hop = (accepted - written) - after
+        lost_local = lost_e2e - lost_hop  # sent but never accepted by the client's rsyslog
+        rows.append(dict(client=client.name, sent=sender.sent, rate=sender.sent / elapsed if elapsed else 0,
+                         accepted=len(accepted), written=len(written), duplicates=len(written_list) - len(written),
+                         lost_e2e=len(lost_e2e), lost_hop=len(lost_hop), lost_local=len(lost_local),
+                         after=len(after), after_written=len(after & written),
+                         after_last=(max(sender.times[n] for n in after & written) - cutoff[client.name])
+                         if after & written else None,
+                         where_hop=_where(_ranges(lost_hop), sender.times, t0, events),
+                         where_local=_where(_ranges(lost_local), sender.times, t0, events)))
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# delivery under forced renewals
+# --------------------------------------------------------------------------------------------------
+
+def delivery_run(lab, rate, seconds, renewals):
+    """One row: two clients at `rate` lines/s each for `seconds`, `renewals` forced renewals per host."""
+    lab.build("delivery-%d" % rate)
+    hosts = [lab.server] + list(lab.clients)
+    plan = [hosts[k % len(hosts)] for k in range(renewals * len(hosts))]
+    lab.log("P5 delivery: %d/s per client for %d s, %d renewals per host (server and both clients)"
+            % (rate, seconds, renewals))
+    senders = lab.senders(rate)
+    t0 = time.time()
+    events = []
+    try:
+        for k, host in enumerate(plan):
+            at = t0 + seconds * (k + 0.5) / len(plan)
+            if at > time.time():
+                time.sleep(at - time.time())
+            began = time.time()
+            host.renew(force=True)
+            renewed = time.time()
+            lab.restart(host)
+            events.append(dict(host=host.name, what="renewal + restart", at=renewed - t0, renew_s=renewed - began,
+                               restart_s=time.time() - renewed, serial=host.certificate().serial_number))
+        if t0 + seconds > time.time():
+            time.sleep(t0 + seconds - time.time())
+    finally:
+        _stop(senders)
+    elapsed = time.time() - t0
+    _drain(lab)
+    rows = _count(lab, senders, t0, events, elapsed)
+    lab.stop_hosts()
+    counts = dict((h.name, sum(1 for e in events if e["host"] == h.name)) for h in hosts)
+    return dict(rate=rate, seconds=seconds, elapsed=elapsed, renewals=counts, events=events, rows=rows)
+
+
+def coincident_run(lab, rate, gap, pairs=5, spacing=4.0):
+    """Restarts that coincide: `pairs` times, the server's rsyslog restarted and client1's `gap` s later
+    (client2 is left alone as the control). No renewal: restarts are what a renewal or the session bound
+    causes."""
+    lab.build("coincident-%g" % gap)
+    lab.log("P5 coincident restarts: %d/s, %d server restarts each followed by client1's after %.1f s" % (rate, pairs, gap))
+    senders = lab.senders(rate)
+    t0 = time.time()
+    events = []
+    try:
+        for pair in range(pairs):
+            time.sleep(spacing)
+            lab.log("  pair %d of %d" % (pair + 1, pairs))
+            events.append(dict(host=lab.server.name, what="restart", at=time.time() - t0))
+            lab.restart(lab.server)
+            time.sleep(gap)
+            events.append(dict(host=lab.clients[0].name, what="restart", at=time.time() - t0))
+            lab.restart(lab.clients[0])
+        time.sleep(spacing)
+    finally:
+        _stop(senders)
+    elapsed = time.time() - t0
+    _drain(lab)
+    rows = _count(lab, senders, t0, events, elapsed)
+    lab.stop_hosts()
+    return dict(rate=rate, gap=gap, pairs=pairs, elapsed=elapsed, rows=rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# session bound with short-lived certificates
+# --------------------------------------------------------------------------------------------------
+
+_USERS_PID = re.compile(r"pid=(\d+)")
+
+
+def _connections(port):
+    """Established TCP connections touching port: (local port, peer port, pid) for each end ss shows."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established", "( sport = :%d or dport = :%d )" % (port, port)],
+                         stdout=subprocess.PIPE, universal_newlines=True, check=False).stdout
+    rows = []
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        local, peer = fields[2], fields[3]
+        pid = _USERS_PID.search(line)
+        rows.append((int(local.rsplit(":", 1)[1]), int(peer.rsplit(":", 1)[1]), int(pid.group(1)) if pid else None))
+    return rows
+
+
+class _Sampler(threading.Thread):
+    """Reads the connection table every `interval` s: server-side rows are the sessions (key: client's
+    source port and the server's pid), client-side rows name the client by its rsyslogd's pid."""
+
+    def __init__(self, lab, interval):
+        threading.Thread.__init__(self, daemon=True)
+        self.lab, self.interval = lab, interval
+        self.sessions = {}
+        self.samples = 0
+        self.stopping = threading.Event()
+
+    def run(self):
+        port = self.lab.port
+        while not self.stopping.is_set():
+            now = time.time()
+            pids = dict((c.proc.pid, c.name) for c in self.lab.clients if c.proc is not None)
+            rows = _connections(port)
+            owner = dict((local, pids.get(pid)) for local, peer, pid in rows if peer == port)
+            for local, peer, pid in rows:
+                if local != port:
+                    continue
+                key = (peer, pid)
+                record = self.sessions.setdefault(key, dict(first=now, last=now, client=owner.get(peer)))
+                record["last"] = now
+                record["client"] = record["client"] or owner.get(peer)
+            self.samples += 1
+            self.stopping.wait(self.interval)
+
+
+def session_run(lab, ttl_s, bound_s, seconds, rate, check_s, sample_s):
+    """Short-lived certificates, the renewer when due, the server restarted every bound; sessions sampled.
+    The last client never renews: it stands for a client holding a stolen key (it does not cooperate), its
+    certificate expires during the run, and only the server's restarts end its session."""
+    lab.build("sessions")
+    stale = lab.clients[-1]
+    lab.log("P5 session bound: %d s certificates, bound %d s, %d s, renewer every %d s, ss every %d s"
+            % (ttl_s, bound_s, seconds, check_s, sample_s))
+    senders = lab.senders(rate)
+    sampler = _Sampler(lab, sample_s)
+    t0 = time.time()
+    history = dict((h.name, [(t0, h.certificate())]) for h in lab.hosts)  # (installed at, certificate), in order
+    sampler.start()
+    events = []
+    next_check, next_bound = t0 + check_s, t0 + bound_s
+    try:
+        while time.time() < t0 + seconds:
+            now = time.time()
+            if now >= next_bound:  # minibus-certs-session-bound.timer on the server
+                lab.restart(lab.server)
+                events.append(dict(host=lab.server.name, what="session-bound restart", at=now - t0))
+                next_bound += bound_s
+            if now >= next_check:  # minibus-certs-renew.timer: the renewer decides; the path unit restarts
+                for host in [h for h in lab.hosts if h is not stale]:
+                    stamp = os.path.getmtime(host.stamp) if os.path.exists(host.stamp) else None
+                    host.renew(force=False)
+                    after = os.path.getmtime(host.stamp) if os.path.exists(host.stamp) else None
+                    if after != stamp:
+                        history[host.name].append((time.time(), host.certificate()))
+                        events.append(dict(host=host.name, what="renewal + restart", at=time.time() - t0))
+                        lab.restart(host)
+                next_check += check_s
+            time.sleep(max(0.0, min(next_check, next_bound, t0 + seconds) - time.time()))
+    finally:
+        sampler.stopping.set()
+        sampler.join(10)
+        _stop(senders)
+    elapsed = time.time() - t0
+    _drain(lab)
+    stale_not_after = stale.certificate().not_valid_after_utc.timestamp()
+    rows = _count(lab, senders, t0, events, elapsed, cutoff={stale.name: stale_not_after})
+    lab.stop_hosts()
+
+    def opened_with(client, first):
+        cert = history[client][0][1]
+        for installed, candidate in history[client]:
+            if installed <= first:
+                cert = candidate
+        return cert
+
+    sessions = []
+    for (src, pid), rec in sampler.sessions.items():
+        row = dict(src=src, pid=pid, client=rec["client"], first=rec["first"] - t0, last=rec["last"] - t0,
+                   age=rec["last"] - rec["first"])
+        if rec["client"] in history:
+            not_after = opened_with(rec["client"], rec["first"]).not_valid_after_utc.timestamp()
+            row["past_not_after"] = rec["last"] - not_after
+        sessions.append(row)
+    sessions.sort(key=lambda r: -r["age"])
+    return dict(ttl=ttl_s, bound=bound_s, seconds=seconds, elapsed=elapsed, check=check_s, sample=sample_s, rate=rate,
+                samples=sampler.samples, sessions=sessions, events=events, rows=rows, stale=stale.name,
+                stale_not_after=stale_not_after - t0,
+                renewals=dict((h, len(v) - 1) for h, v in history.items()))
+
+
+# --------------------------------------------------------------------------------------------------
+# report
+# --------------------------------------------------------------------------------------------------
+
+def _table(L, rows):
+    L.append("| client | sent (rate) | accepted by client rsyslog | written by server (distinct) | duplicates | "
+             "lost end to end | lost between rsyslogs | lost before the client's rsyslog |")
+    L.append("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        L.append("| %s | %d (%.0f/s) | %d | %d | %d | %d | %d | %d |"
+                 % (r["client"], r["sent"], r["rate"], r["accepted"], r["written"], r["duplicates"],
+                    r["lost_e2e"], r["lost_hop"], r["lost_local"]))
+    L.append("")
+
+
+def _where_lines(L, rows):
+    for r in rows:
+        if r["where_hop"]:
+            L.append("- %s, lost between rsyslogs: %s" % (r["client"], r["where_hop"]))
+        if r["where_local"]:
+            L.append("- %s, lost before its rsyslog accepted them: %s" % (r["client"], r["where_local"]))
+
+
+def markdown(result, shortened=False):
+    """The P5 section of the bench report."""
+    L = []
+    label = " (shortened run)" if shortened else ""
+    L.append("## P5 delivery across renewals and the TLS session bound%s" % label)
+    L.append("")
+    L.append("Lab on loopback: real OpenBao over HTTPS, real renewer, one rsyslogd per host from the role's "
+             "minibus-tls.conf.j2 (RELP over TLS). Lines go into each client's rsyslog through a local TCP input "
+             "(journald not involved); \"accepted\" = written by the client's rsyslog to its local file, "
+             "\"written\" = distinct lines in the server's remote log; \"lost before the client's rsyslog\" = "
+             "handed to the local TCP input but never accepted (in the socket when that rsyslog stopped: the "
+             "lab's plain-TCP input, not the RELP hop). Renewals: renewer `--force`, then an rsyslog restart "
+             "(what minibus-certs-reload does).")
+    L.append("")
+    for run in result.get("delivery", []):
+        L.append("### %d lines/s per client, %d s (%.0f s measured), renewals: %s"
+                 % (run["rate"], run["seconds"], run["elapsed"],
+                    ", ".join("%s %d" % (h.split(".")[0], n) for h, n in run["renewals"].items())))
+        L.append("")
+        _table(L, run["rows"])
+        if run["rate"] >= 1000:
+            target, met = "0 lost between rsyslog instances at 1,000/s", all(r["lost_hop"] == 0 for r in run["rows"])
+        else:
+            target, met = "0 lost end to end at 300/s", all(r["lost_e2e"] == 0 for r in run["rows"])
+        if run["rate"] not in (300, 1000):
+            target += " (this row: %d/s)" % run["rate"]
+        L.append("Target %s: **%s**." % (target, "met" if met else "missed"))
+        _where_lines(L, run["rows"])
+        L.append("")
+        L.append("Renewals (s from start: host, renewer s / restart s): " + "; ".join(
+            "%.1f: %s %.1f/%.1f" % (e["at"], e["host"].split(".")[0], e["renew_s"], e["restart_s"]) for e in run["events"]))
+        L.append("")
+    for c in result.get("coincident", []):
+        L.append("### Coincident restarts: %d/s, %d × (server restart, then client1's %.1f s later); client2 untouched"
+                 % (c["rate"], c["pairs"], c["gap"]))
+        L.append("")
+        _table(L, c["rows"])
+        _where_lines(L, c["rows"])
+        L.append("")
+    s = result.get("sessions")
+    if s:
+        stale = s["stale"].split(".")[0]
+        L.append("### Short-lived certificates: %d s TTL, session bound %d s, %d s (%.0f s measured)"
+                 % (s["ttl"], s["bound"], s["seconds"], s["elapsed"]))
+        L.append("")
+        L.append("The renewer without `--force` every %d s on the server and client1 (it renews when a third of the "
+                 "lifetime is left; a renewal restarts that host's rsyslog, like minibus-certs-reload.path); %s never "
+                 "renews (a client with a stolen key does not cooperate): its certificate expires %.0f s into the run. "
+                 "The server's rsyslog is restarted every %d s (minibus-certs-session-bound). The server's connection "
+                 "table (`ss -tnp state established`) is read every %d s (%d samples); a session is a server end, keyed "
+                 "by the client's source port and the server's pid; its age = last − first sighting (a lower bound, up "
+                 "to one sample short); the certificate that opened it = the client's certificate on disk at its "
+                 "first sighting. %d lines/s per client."
+                 % (s["check"], stale, s["stale_not_after"], s["bound"], s["sample"], s["samples"], s["rate"]))
+        L.append("")
+        sessions = s["sessions"]
+        oldest = sessions[0]["age"] if sessions else 0.0
+        L.append("| measure | value |")
+        L.append("|---|---|")
+        L.append("| sessions seen | %d |" % len(sessions))
+        L.append("| renewals | %s |" % ", ".join("%s %d" % (h.split(".")[0], n) for h, n in s["renewals"].items()))
+        L.append("| server restarts by the session bound | %d |"
+                 % sum(1 for e in s["events"] if e["what"] == "session-bound restart"))
+        L.append("| oldest session age seen | %.1f s (bound %d s, sampled every %d s: %s) |"
+                 % (oldest, s["bound"], s["sample"], "within" if oldest <= s["bound"] + s["sample"] else "**beyond**"))
+        # A TCP connection first seen after its client's certificate expired cannot be a session that
+        # certificate opened (the handshake is refused, the connection lives a moment): counted apart.
+        for who, pick in (("renewing clients", lambda r: r["client"] != s["stale"]),
+                          ("%s (never renews)" % stale, lambda r: r["client"] == s["stale"])):
+            mine = [r for r in sessions if "past_not_after" in r and pick(r)]
+            opened = [r for r in mine if r["past_not_after"] - r["age"] <= 0]
+            late = [r for r in mine if r["past_not_after"] - r["age"] > 0]
+            past = [r["past_not_after"] for r in opened]
+            if not past:
+                value = "no session seen"
+            elif max(past) > 0:
+                value = "%.1f s past notAfter (%s the bound of %d s, sampled every %d s)" % (
+                    max(past), "**beyond**" if max(past) > s["bound"] + s["sample"] else "within", s["bound"], s["sample"])
+            else:
+                value = "none outlived its certificate (closest: %.1f s before notAfter)" % -max(past)
+            L.append("| longest a session outlived the certificate that opened it, %s | %s |" % (who, value))
+            if late:
+                L.append("| %s: connections first seen after the certificate expired (refused handshakes) | %d, "
+                         "longest seen %.1f s |" % (who, len(late), max(r["age"] for r in late)))
+        if s.get("rows"):
+            refused = [r for r in s["rows"] if r["after"]]
+            for r in refused:
+                L.append("| %s lines sent after its notAfter | %d, of which the server wrote %d%s |"
+                         % (r["client"].split(".")[0], r["after"], r["after_written"],
+                            " (the last one sent %.1f s after notAfter; bound %d s)" % (r["after_last"], s["bound"])
+                            if r["after_last"] is not None else ""))
+        L.append("")
+        if s.get("rows"):
+            L.append("Delivery in this run (%s's lines from its notAfter on are left out of \"lost\"):" % stale)
+            L.append("")
+            _table(L, s["rows"])
+            _where_lines(L, s["rows"])
+            L.append("")
+        L.append("Oldest sessions (client, s from start first–last, age): " + "; ".join(
+            "%s %.0f–%.0f %.1f s" % ((r["client"] or "?").split(".")[0], r["first"], r["last"], r["age"])
+            for r in sessions[:5]))
+        L.append("")
+    return "\n".join(L)
+
+
+def run(args, log):
+    """Both runs with the bench's options; returns the result dict for markdown()."""
+    result = {"delivery": []}
+    lab = Lab(log)
+    try:
+        lab.start_vault()
+        for rate in (args.p5_rate, args.p5_low_rate):
+            if rate:
+                result["delivery"].append(delivery_run(lab, rate, args.p5_seconds, args.p5_renewals))
+        result["coincident"] = [coincident_run(lab, args.p5_low_rate or 300, gap) for gap in args.p5_coincident]
+    finally:
+        lab.close(keep=args.keep)
+    if args.p5_short_seconds:
+        ttl = args.p5_short_ttl
+        lab = Lab(log, first_ttl="%ds" % ttl, ttl="%ds" % ttl)
+        try:
+            lab.start_vault()
+            result["sessions"] = session_run(lab, ttl, args.p5_short_bound, args.p5_short_seconds, args.p5_short_rate,
+                                             check_s=max(5, ttl // 30), sample_s=2)
+        finally:
+            lab.close(keep=args.keep)
+    return result
+
+
+def add_arguments(ap):
+    """P5's options on run_bench.py's parser (defaults: the issue's full P5)."""
+    ap.add_argument("--skip-p5", action="store_true", help="skip P5 (about 35 min)")
+    ap.add_argument("--only-p5", action="store_true", help="only P5 (P1-P4 skipped)")
+    ap.add_argument("--p5-seconds", type=int, default=300, help="P5 delivery: seconds per row (300)")
+    ap.add_argument("--p5-rate", type=int, default=1000, help="P5 delivery: lines/s per client, first row (1000)")
+    ap.add_argument("--p5-low-rate", type=int, default=300, help="P5 delivery: second row's rate, 0 to skip (300)")
+    ap.add_argument("--p5-renewals", type=int, default=5, help="P5 delivery: forced renewals per host (5)")
+    ap.add_argument("--p5-coincident", type=float, nargs="*", default=[0.3, 3.0], metavar="GAP",
+                    help="P5 coincident restarts: for each GAP, 5 server restarts each followed by client1's GAP s later "
+                         "(0.3 3.0; none: skip)")
+    ap.add_argument("--p5-short-seconds", type=int, default=1200,
+                    help="P5 short-lived certificates: seconds, 0 to skip (1200)")
+    ap.add_argument("--p5-short-ttl", type=int, default=300, help="P5 short-lived certificates: TTL seconds (300)")
+    ap.add_argument("--p5-short-bound", type=int, default=120,
+                    help="P5 short-lived certificates: max session age seconds, the server's restart interval (120)")
+    ap.add_argument("--p5-short-rate", type=int, default=100, help="P5 short-lived certificates: lines/s per client (100)")

@@ -1,0 +1,266 @@
+# -*- coding: utf-8 -*-
+# Copyright: minibus.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A lab of real processes on this machine, shared by tests/reliability/test_rotation_traffic.py and
+bench/p5_delivery.py (one copy).
+
+Host directories as the role lays them out: the log server ``logs.minibus.test`` (log-server AppRole and
+PKI role) and permitted clients (client AppRole and PKI role), each bootstrapped the way the role's first
+run does (a wrapped secret id from the broker, vault_pki_issue's core) and renewed by the real renewer from
+its renewer.json. One real rsyslogd per host, its TLS configuration rendered from the role's own template
+(minibus-tls.conf.j2) pointing at that host's fullchain, key and the pinned Root CA; everything on
+loopback, peers named by their certificates (the clients target 127.0.0.1 and check the server's
+certificate name). Clients take sequence-numbered lines on a local TCP input and write every line they
+accepted to a file before the role's snippet forwards it: accepted against written is the TLS hop.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import array
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from cryptography import x509
+
+from conftest import host_params, issuance, run_renewer
+from test_rsyslog_transport import render as render_role_template
+
+RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
+SERVER = "logs.minibus.test"
+CLIENTS = ("client1.minibus.test", "client2.minibus.test")
+SEQ = re.compile(r"lab-seq-(c\d)-(\d{7})")
+WAIT = 90  # seconds: how long to wait for an event before calling it missing (never asserted as a time)
+
+
+# --- the role's rsyslog configuration ---------------------------------------------------------
+
+def render_rsyslog_confs(hosts):
+    """The role's minibus-tls.conf.j2 for each host, rendered with the role's defaults (the transport's
+    test renders it the same way), checked to be the RELP transport (the role's default)."""
+    for host, variables in hosts:
+        text = render_role_template("minibus-tls.conf.j2", **variables)
+        expected = 'type="imrelp"' if host.role == "server" else 'type="omrelp"'
+        assert expected in text, "the role's default transport is not RELP: %s" % host.snippet
+        with open(host.snippet, "w") as handle:
+            handle.write(text)
+
+
+def role_vars(host, port, permitted=CLIENTS):
+    """What the role's variables are for this host (inventory + the role's computed paths)."""
+    common = {
+        "minibus_certs_rsyslog_port": port,
+        "minibus_certs_tls_dir": host.tls_dir,
+        "__minibus_certs_trust_anchor_path": host.trust_anchor,
+        "minibus_certs_rsyslog_remote_log": host.remote_log,
+    }
+    if host.role == "server":
+        common.update(minibus_certs_rsyslog_role="server", minibus_certs_rsyslog_permitted_peers=list(permitted))
+    else:
+        common.update(minibus_certs_rsyslog_role="client", minibus_certs_rsyslog_server_address="127.0.0.1",
+                      minibus_certs_rsyslog_server_name=SERVER)
+    return common
+
+
+def main_conf(host, snippet, inject_port):
+    """The host's rsyslog.conf around the role's snippet: a work directory, internal messages to a
+    file; on a client a local TCP input whose accepted lines are written before the snippet forwards
+    them; on the server, its own messages to a file (remote lines go to the snippet's ruleset)."""
+    lines = ['global(workDirectory="%s" processInternalMessages="on" maxMessageSize="8k")' % host.work,
+             'template(name="lab_msg" type="string" string="%msg%\\n")']
+    if host.role == "client":
+        lines += ['module(load="imptcp")',
+                  'input(type="imptcp" port="%d" address="127.0.0.1")' % inject_port,
+                  'if $msg contains "lab-seq-" then {',
+                  '  action(type="omfile" file="%s" template="lab_msg")' % host.accepted_log,
+                  '} else {',
+                  '  action(type="omfile" file="%s" template="RSYSLOG_FileFormat")' % host.internal_log,
+                  '}']
+    else:
+        lines += ['action(type="omfile" file="%s" template="RSYSLOG_FileFormat")' % host.internal_log]
+    lines += ['include(file="%s")' % snippet]
+    return "\n".join(lines) + "\n"
+
+
+# --- hosts ------------------------------------------------------------------------------------
+
+class Host(object):
+    """One host's directory, renewer config and rsyslogd. first_ttl: the certificate the bootstrap issues;
+    ttl: what the renewer's config asks for from then on."""
+
+    def __init__(self, work, name, role, first_ttl="1h", ttl="1h"):
+        self.name = name
+        self.role = role
+        self.first_ttl = first_ttl
+        self.ttl = ttl
+        self.dir = os.path.join(work, name)
+        self.tls_dir = os.path.join(self.dir, "tls")
+        self.work = os.path.join(self.dir, "rsyslog-work")
+        for d in (self.dir, self.tls_dir, self.work):
+            os.makedirs(d)
+        self.trust_anchor = os.path.join(self.dir, "trust-anchor.pem")
+        self.remote_log = os.path.join(self.dir, "remote.log")
+        self.accepted_log = os.path.join(self.dir, "accepted.log")
+        self.internal_log = os.path.join(self.dir, "rsyslog-internal.log")
+        self.stderr_log = os.path.join(self.dir, "rsyslogd.stderr")
+        self.conf = os.path.join(self.dir, "rsyslog.conf")
+        self.snippet = os.path.join(self.dir, "10-minibus-tls.conf")
+        self.renewer_config = os.path.join(self.dir, "renewer.json")
+        self.stamp = os.path.join(self.dir, "state", "renewed")
+        self.proc = None
+
+    @property
+    def fullchain(self):
+        return os.path.join(self.tls_dir, "fullchain.pem")
+
+    def certificate(self):
+        with open(os.path.join(self.tls_dir, "cert.pem"), "rb") as handle:
+            return x509.load_pem_x509_certificate(handle.read())
+
+    def identity(self, vault):
+        """AppRole, role id and PKI role as site.yml gives them by inventory group."""
+        if self.role == "server":
+            return dict(approle_name="minibus-log-server", role_id="minibus/csr-log-server", role_name="minibus-log-server")
+        return dict(approle_name=vault.approle_name, role_id=vault.role_id, role_name="minibus-server")
+
+    def renewer_options(self, vault, ttl):
+        """renewer.json as roles/minibus_certs/templates/renewer.json.j2 writes it."""
+        options = dict(url=vault.url, ca_cert=vault.ca_cert, common_name=self.name, alt_names=[], ttl=ttl,
+                       method="sign", key_type="ec", key_bits=256, subject={"state": "rengthining", "locality": "iberty"},
+                       engine_mount_point="pki_int", retries=1, timeout=10,
+                       cert_path=os.path.join(self.tls_dir, "cert.pem"), key_path=os.path.join(self.tls_dir, "key.pem"),
+                       chain_path=os.path.join(self.tls_dir, "chain.pem"), fullchain_path=self.fullchain,
+                       trust_anchor_path=self.trust_anchor, secret_id_store=os.path.join(self.dir, "state", "secret-id.json"),
+                       stamp_path=self.stamp)
+        options.update(self.identity(vault))
+        return options
+
+    def bootstrap(self, vault):
+        """The role's first run: vault_pki_issue with a wrapped secret id the broker minted for this host's AppRole."""
+        os.makedirs(os.path.join(self.dir, "state"))
+        ident = self.identity(vault)
+        wrapped = vault.api("POST", "auth/approle/role/%s/secret-id" % ident["approle_name"], token=vault.broker_token,
+                            json_body={}, wrap_ttl="60s")["wrap_info"]["token"]
+        options = self.renewer_options(vault, self.first_ttl)
+        params = host_params(vault, self.dir, secret_id_wrapping_token=wrapped, **options)
+        params.pop("stamp_path")
+        result = issuance.ensure_certificate(params)
+        assert result["issued"] and result["secret_id_rotated"], result
+        # the renewer's own config: its lifetime from now on
+        with open(self.renewer_config, "w") as handle:
+            json.dump(self.renewer_options(vault, self.ttl), handle)
+
+    def renew(self, force=True):
+        """One renewer run (the timer's, or --force); returns its output."""
+        out = run_renewer(self.renewer_config, force=force)
+        assert out.returncode == 0, "renewer for %s: %s%s" % (self.name, out.stdout, out.stderr)
+        return out
+
+    def write_conf(self, inject_port):
+        with open(self.conf, "w") as handle:
+            handle.write(main_conf(self, self.snippet, inject_port))
+        check = subprocess.run([RSYSLOGD, "-N1", "-f", self.conf], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               universal_newlines=True, check=False)
+        assert check.returncode == 0, "rsyslogd -N1 refused %s: %s" % (self.conf, check.stdout)
+
+    def start(self):
+        with open(self.stderr_log, "a") as err:
+            self.proc = subprocess.Popen([RSYSLOGD, "-n", "-f", self.conf, "-i", os.path.join(self.dir, "rsyslogd.pid")],
+                                         stdout=subprocess.DEVNULL, stderr=err)
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def restart(self):
+        """What minibus-certs-reload.service (and the session-bound service) does: systemctl try-restart rsyslog."""
+        self.stop()
+        self.start()
+
+    def messages(self):
+        text = ""
+        for path in (self.internal_log, self.stderr_log):
+            if os.path.exists(path):
+                with open(path) as handle:
+                    text += handle.read()
+        return text
+
+
+# --- traffic ----------------------------------------------------------------------------------
+
+class Sender(threading.Thread):
+    """Sequence-numbered lines at a steady rate into a client's local input; reconnects when the
+    client's rsyslog restarts (a line refused then is sent again, it was never accepted). ``times``
+    holds when each line was handed to the socket (time.time())."""
+
+    def __init__(self, tag, port, rate=100):
+        threading.Thread.__init__(self, daemon=True)
+        self.tag = tag
+        self.port = port
+        self.rate = float(rate)
+        self.sent = 0
+        self.times = array.array("d")
+        self.stopping = threading.Event()
+
+    def run(self):
+        start = time.time()
+        sock = None
+        while not self.stopping.is_set():
+            pause = start + self.sent / self.rate - time.time()
+            if pause > 0:
+                time.sleep(pause)
+            try:
+                if sock is None:
+                    sock = socket.create_connection(("127.0.0.1", self.port), 2)
+                sock.sendall(("<14>1 - lab - - - - lab-seq-%s-%07d\n" % (self.tag, self.sent)).encode("ascii"))
+                self.times.append(time.time())
+                self.sent += 1
+            except OSError:
+                if sock is not None:
+                    sock.close()
+                sock = None
+                time.sleep(0.05)
+        if sock is not None:
+            sock.close()
+
+
+def seqs(path, tag):
+    """Sequence numbers of tag's lines in path, in order, duplicates kept."""
+    found = []
+    if os.path.exists(path):
+        with open(path) as handle:
+            for line in handle:
+                match = SEQ.search(line)
+                if match and match.group(1) == tag:
+                    found.append(int(match.group(2)))
+    return found
+
+
+def wait_for(what, predicate, seconds=WAIT):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("%s did not happen" % what)
+
+
+def wait_port(port):
+    """A listener on port, seen with ss: a bare TCP connect to a TLS port would itself log a handshake error."""
+    def listening():
+        out = subprocess.run(["ss", "-Hltn", "sport = :%d" % port], stdout=subprocess.PIPE, universal_newlines=True,
+                             check=False).stdout
+        return bool(out.strip())
+    wait_for("a listener on port %d" % port, listening)
