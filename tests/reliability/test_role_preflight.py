@@ -1,0 +1,49 @@
+# -*- coding: utf-8 -*-
+# Copyright: minibus.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The role's preflight refuses layouts where root would write inside a directory the renewal account owns."""
+
+from __future__ import absolute_import, division, print_function
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import BIN_DIR, clean_env
+
+SENTENCE = "none of root's directories"
+
+
+def _preflight(tmp_path, **extra):
+    play = tmp_path / "preflight.yml"
+    play.write_text(yaml.safe_dump([{
+        "hosts": "localhost", "gather_facts": False,
+        "tasks": [{"ansible.builtin.include_role": {"name": "minibus.pki.minibus_certs", "tasks_from": "preflight"},
+                   "vars": dict({"minibus_certs_vault_url": "https://vault.example.org:8200",
+                                 "minibus_certs_rsyslog_role": "client",
+                                 "minibus_certs_rsyslog_server_address": "logs.example.org",
+                                 "minibus_certs_trust_anchor": "-----BEGIN CERTIFICATE-----\n..."}, **extra)}]}]))
+    return subprocess.run(
+        [os.path.join(BIN_DIR, "ansible-playbook"), "-i", "localhost,", "-c", "local", str(play),
+         "-e", "ansible_python_interpreter=%s" % sys.executable],
+        env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=False,
+        timeout=120)
+
+
+@pytest.mark.parametrize("extra", [
+    {"minibus_certs_metrics_textfile_dir": "/var/lib/minibus-certs/state"},
+    {"minibus_certs_metrics_textfile_dir": "/var/lib/minibus-certs/tls/metrics/"},
+    {"__minibus_certs_facts_dir": "/var/lib/minibus-certs/state/facts.d"},
+])
+def test_root_directory_inside_an_account_directory_is_refused(tmp_path, extra):
+    out = _preflight(tmp_path, **extra)
+    assert out.returncode != 0 and SENTENCE in out.stdout and "Traceback" not in out.stdout, out.stdout
+
+
+def test_separate_directories_pass(tmp_path):
+    out = _preflight(tmp_path, minibus_certs_metrics_textfile_dir="/var/lib/prometheus/node-exporter")
+    assert out.returncode == 0, out.stdout
