@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -31,7 +30,7 @@ import time
 from cryptography import x509
 
 from conftest import host_params, issuance, run_renewer
-from test_rsyslog_transport import render as render_role_template
+from test_rsyslog_transport import render as render_role_template, stop_process
 
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 SERVER = "logs.minibus.test"
@@ -176,13 +175,7 @@ class Host(object):
                                          stdout=subprocess.DEVNULL, stderr=err)
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def restart(self):
         """What minibus-certs-reload.service (and the session-bound service) does: systemctl try-restart rsyslog."""

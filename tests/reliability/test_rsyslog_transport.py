@@ -44,16 +44,14 @@ import time
 
 import pytest
 import yaml
-from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from conftest import BIN_DIR, REPO_ROOT, clean_env, free_port
+from conftest import BIN_DIR, clean_env, free_port
+from role_template import ROLE, render
 
-ROLE = os.path.join(REPO_ROOT, "roles", "minibus_certs")
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 SERVER_NAME = "logs.minibus.test"
 CLIENT_NAME = "client1.minibus.test"
@@ -66,27 +64,7 @@ pytestmark = pytest.mark.skipif(
 
 # --- the role's template, rendered as Ansible renders it ------------------------------------------
 
-def _trusted(value):
-    if isinstance(value, str):
-        return trust_as_template(value)
-    if isinstance(value, dict):
-        return dict((k, _trusted(v)) for k, v in value.items())
-    if isinstance(value, list):
-        return [_trusted(v) for v in value]
-    return value
-
-
-def render(template, **overrides):
-    """templates/<template> with defaults/main.yml and vars/main.yml, then the test's values."""
-    variables = {}
-    for name in ("defaults/main.yml", "vars/main.yml"):
-        with open(os.path.join(ROLE, name)) as handle:
-            variables.update(yaml.safe_load(handle))
-    variables.update(ansible_managed="managed by the test", ansible_check_mode=False)
-    variables.update(overrides)
-    with open(os.path.join(ROLE, "templates", template)) as handle:
-        text = handle.read()
-    return Templar(loader=DataLoader(), variables=_trusted(variables)).template(trust_as_template(text))
+# render(template, **overrides): tests/role_template.py (rsyslog_lab imports it from here too).
 
 
 # --- certificates -------------------------------------------------------------------------------
@@ -141,6 +119,17 @@ def foreign_pki(directory):
 
 # --- rsyslogd processes ---------------------------------------------------------------------------
 
+def stop_process(proc, seconds=30):
+    """SIGTERM (what systemctl stop sends), SIGKILL after seconds; nothing if it is not running."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(seconds)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class Rsyslogd(object):
     """One rsyslogd in the foreground: the rendered snippet included from a small wrapper that gives
     it a work directory, an internal log, and (clients) a TCP input taking the test's lines plus a
@@ -172,13 +161,7 @@ class Rsyslogd(object):
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def restart(self):
         self.stop()

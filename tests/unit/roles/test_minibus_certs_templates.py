@@ -20,42 +20,20 @@ import shutil
 import subprocess
 
 import pytest
-import yaml
-from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-ROLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "roles", "minibus_certs")
-
-
-def _trusted(value):
-    if isinstance(value, str):
-        return trust_as_template(value)
-    if isinstance(value, dict):
-        return dict((k, _trusted(v)) for k, v in value.items())
-    if isinstance(value, list):
-        return [_trusted(v) for v in value]
-    return value
+from role_template import render
 
 
 def _render(template, **overrides):
-    variables = {}
-    for name in ("defaults/main.yml", "vars/main.yml"):
-        with open(os.path.join(ROLE, name)) as handle:
-            variables.update(yaml.safe_load(handle))
-    variables.update(minibus_certs_vault_url="https://vault.example.org:8200", minibus_certs_rsyslog_role="client",
-                     minibus_certs_rsyslog_server_address="logs.example.org",
-                     minibus_certs_rsyslog_permitted_peers=["logs.example.org"],
-                     minibus_certs_trust_anchor="-----BEGIN CERTIFICATE-----\n...", ansible_managed="managed",
-                     ansible_facts={"fqdn": "host.example.org"}, ansible_check_mode=False)
-    variables.update(overrides)
-    with open(os.path.join(ROLE, "templates", template)) as handle:
-        text = handle.read()
-    templar = Templar(loader=DataLoader(), variables=_trusted(variables))
-    return templar.template(trust_as_template(text))
+    return render(template, **dict(dict(
+        minibus_certs_vault_url="https://vault.example.org:8200", minibus_certs_rsyslog_role="client",
+        minibus_certs_rsyslog_server_address="logs.example.org", minibus_certs_rsyslog_permitted_peers=["logs.example.org"],
+        minibus_certs_trust_anchor="-----BEGIN CERTIFICATE-----\n...", ansible_managed="managed",
+        ansible_facts={"fqdn": "host.example.org"}), **overrides))
 
 
 @pytest.mark.parametrize("timeout, retries", [("30", "2"), (30, 2)])
