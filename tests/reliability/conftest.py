@@ -19,6 +19,7 @@ Helpers (module level, used by the test files): ``host_params``, ``bootstrap_hos
 
 from __future__ import absolute_import, division, print_function
 
+import contextlib
 import hashlib
 import json
 import os
@@ -174,9 +175,10 @@ class Vault(object):
         return entries
 
 
-@pytest.fixture(scope="session")
-def vault():
-    directory = tempfile.mkdtemp(prefix="minibus-reliability-bao-")
+@contextlib.contextmanager
+def bootstrapped_vault(prefix):
+    """A dev OpenBao of its own over HTTPS, bootstrapped as production is; gone afterwards."""
+    directory = tempfile.mkdtemp(prefix=prefix)
     server = Vault(directory)
     try:
         server.start()
@@ -185,6 +187,12 @@ def vault():
     finally:
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def vault():
+    with bootstrapped_vault("minibus-reliability-bao-") as server:
+        yield server
 
 
 @pytest.fixture

@@ -32,13 +32,12 @@ import re
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 
 import pytest
 from cryptography import x509
 
-from conftest import BIN_DIR, REPO_ROOT, Vault, clean_env, free_port
+from conftest import BIN_DIR, REPO_ROOT, bootstrapped_vault, clean_env, free_port
 from rsyslog_lab import CLIENTS, SERVER, Host, Sender, render_rsyslog_confs, role_vars, seqs as _seqs, \
     wait_for as _wait_for, wait_port as _wait_port
 
@@ -95,15 +94,8 @@ def _failure_msg(output):
 @pytest.fixture(scope="module")
 def lab_vault():
     """A Vault of this test's own: rotate and retire change the PKI every other test uses."""
-    directory = tempfile.mkdtemp(prefix="minibus-rotation-bao-")
-    server = Vault(directory)
-    try:
-        server.start()
-        server.bootstrap()
+    with bootstrapped_vault("minibus-rotation-bao-") as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
