@@ -23,11 +23,13 @@ import contextlib
 import hashlib
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 
 import pytest
 import requests
@@ -187,6 +189,19 @@ def bootstrapped_vault(prefix):
     finally:
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def throwaway_account(prefix):
+    """A real system account (and its group) standing in for minibus-certs; removed afterwards."""
+    name = "%s-%s" % (prefix, uuid.uuid4().hex[:8])
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", name],
+                   check=True)
+    try:
+        yield pwd.getpwnam(name)
+    finally:
+        subprocess.run(["userdel", name], check=False)
+        subprocess.run(["groupdel", name], check=False, stderr=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,6 @@ from __future__ import absolute_import, division, print_function
 import datetime
 import json
 import os
-import pwd
 import shutil
 import stat
 import subprocess
@@ -28,7 +27,7 @@ import uuid
 import jinja2
 import pytest
 
-from conftest import MODULE_UTILS, REPO_ROOT
+from conftest import MODULE_UTILS, REPO_ROOT, throwaway_account
 from ansible_collections.minibus.pki.plugins.module_utils import _privdrop, certs, secret_store
 from ansible_collections.minibus.pki.plugins.module_utils.files import CertStore
 
@@ -41,14 +40,8 @@ ROOT_SECRET = "s.ROOT-ONLY-%s" % uuid.uuid4().hex
 
 @pytest.fixture(scope="module")
 def account():
-    name = "mbf1-%s" % uuid.uuid4().hex[:8]
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", name],
-                   check=True)
-    try:
-        yield pwd.getpwnam(name)
-    finally:
-        subprocess.run(["userdel", name], check=False)
-        subprocess.run(["groupdel", name], check=False, stderr=subprocess.DEVNULL)
+    with throwaway_account("mbf1") as entry:
+        yield entry
 
 
 def _self_signed(common_name, hours_left=20):

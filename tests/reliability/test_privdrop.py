@@ -15,17 +15,14 @@ writable path of a role-built host is the role's test.)
 from __future__ import absolute_import, division, print_function
 
 import os
-import pwd
 import shutil
 import stat
-import subprocess
 import tempfile
-import uuid
 
 import pytest
 import requests
 
-from conftest import host_params, paths, store_record
+from conftest import host_params, paths, store_record, throwaway_account
 from ansible_collections.minibus.pki.plugins.module_utils import issuance
 from ansible_collections.minibus.pki.plugins.module_utils.errors import MinibusError
 
@@ -35,14 +32,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("useradd")
 
 @pytest.fixture(scope="module")
 def account():
-    name = "mbh1-%s" % uuid.uuid4().hex[:8]
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", name],
-                   check=True)
-    try:
-        yield pwd.getpwnam(name)
-    finally:
-        subprocess.run(["userdel", name], check=False)
-        subprocess.run(["groupdel", name], check=False, stderr=subprocess.DEVNULL)
+    with throwaway_account("mbh1") as entry:
+        yield entry
 
 
 @pytest.fixture(scope="module")
