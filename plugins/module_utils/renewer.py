@@ -114,7 +114,8 @@ def _renew(params, force):
     try:
         result = ensure_certificate(params)
         if result["issued"] and params.get("stamp_path"):
-            # A root-owned path unit watches this file and restarts rsyslog: the renewer never runs as root.
+            # For the tcp transport a root-owned path unit watches this file and restarts rsyslog (the
+            # renewer never runs as root); with relp nothing restarts, librelp reads the new files per session.
             write_file_atomic(params["stamp_path"], "%s\n" % result["serial"], mode=0o644)
     except MinibusError as exc:
         error = exc.message
