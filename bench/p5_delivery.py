@@ -9,22 +9,30 @@ OpenBao over HTTPS bootstrapped with playbooks/vault_bootstrap.yml (its own inst
 two clients with real renewer configs, one real rsyslogd per host from the role's minibus-tls.conf.j2
 (RELP over TLS, the role's default), everything on loopback.
 
+With RELP a renewal restarts nothing (librelp reads the host's certificate chain and key for every new
+TLS session, docs/design.md): a renewal is the renewer alone, and the only restarts are the server's
+session bound (minibus-certs-session-bound.timer), after which every client opens a new session with the
+certificate it has on disk.
+
 * delivery_run: sequence-numbered lines into each client's rsyslog (a local TCP input, so journald is
   not the bottleneck; each accepted line is written to a local file before the role's snippet forwards
-  it) at a steady rate; the server and each client renewed (renewer --force) and restarted (what
-  minibus-certs-reload does) N times, spread through the run. Counted per client: sent, accepted by the
-  client's rsyslog, written by the server, duplicates, lost end to end (sent, never written), lost
-  between the rsyslogs (accepted, never written), and where: the lost sequence ranges, when they were
-  sent and the nearest renewal/restart.
-* coincident_run: the server's rsyslog restarted and one client's shortly after (a renewal or the session
-  bound on the server meeting a client's renewal), five times, the other client left alone as the control.
+  it) at a steady rate; the server and each client renewed (renewer --force, no restart) N times, and
+  the server's rsyslog restarted (the session bound) every seconds/6, both spread through the run; the
+  rsyslogd pids are recorded to show that only the bound restarts anything. Counted per client: sent,
+  accepted by the client's rsyslog, written by the server, duplicates, lost end to end (sent, never
+  written), lost between the rsyslogs (accepted, never written), and where: the lost sequence ranges,
+  when they were sent and the nearest renewal/restart.
+* coincident_run: what renewals no longer cause, kept as a measurement: the server's rsyslog restarted
+  (its session bound) and one client's shortly after (a client restarted for another reason: a config
+  change or a package upgrade), five times, the other client left alone as the control.
 * session_run: certificates with a short TTL, the renewer run on a schedule without --force (it renews
-  when due, like the timer; a renewal restarts that host's rsyslog, like minibus-certs-reload.path), the
-  server's rsyslog restarted every max session age (minibus-certs-session-bound.timer). The server's
-  connection table (ss) is sampled every few seconds; each RELP session (server side, keyed by the
-  client's source port and the server's pid) is tracked from first to last sighting. Reported: the
-  oldest session age seen against the bound, and how long any session lived past the notAfter of the
-  client certificate on disk when it was first seen.
+  when due, like the timer; nothing restarts), the server's rsyslog restarted every max session age
+  (minibus-certs-session-bound.timer), the only restarts: the end-to-end proof that clients present
+  their renewed certificate when they reconnect (one still presenting an expired certificate would lose
+  everything after the next bound). The server's connection table (ss) is sampled every few seconds;
+  each RELP session (server side, keyed by the client's source port and the server's pid) is tracked
+  from first to last sighting. Reported: the oldest session age seen against the bound, and how long any
+  session lived past the notAfter of the client certificate on disk when it was first seen.
 
 Reports, never asserts. The machine may be shared: the report carries the load average.
 """
@@ -212,27 +220,39 @@ def _count(lab, senders, t0, events, elapsed, cutoff=None):
 # delivery under forced renewals
 # --------------------------------------------------------------------------------------------------
 
+BOUNDS = 5  # server restarts (the session bound) per delivery row, at seconds/6 intervals
+
+
 def delivery_run(lab, rate, seconds, renewals):
-    """One row: two clients at `rate` lines/s each for `seconds`, `renewals` forced renewals per host."""
+    """One row: two clients at `rate` lines/s each for `seconds`, `renewals` forced renewals per host (no
+    restart) and BOUNDS session-bound restarts of the server, spread through the run."""
     lab.build("delivery-%d" % rate)
     hosts = [lab.server] + list(lab.clients)
-    plan = [hosts[k % len(hosts)] for k in range(renewals * len(hosts))]
-    lab.log("P5 delivery: %d/s per client for %d s, %d renewals per host (server and both clients)"
-            % (rate, seconds, renewals))
+    plan = [(seconds * (k + 0.5) / (renewals * len(hosts)), "renewal", hosts[k % len(hosts)])
+            for k in range(renewals * len(hosts))]
+    plan += [(seconds * (k + 1) / (BOUNDS + 1), "session-bound restart", lab.server) for k in range(BOUNDS)]
+    plan.sort(key=lambda p: p[0])
+    lab.log("P5 delivery: %d/s per client for %d s, %d renewals per host (server and both clients, no restart), "
+            "%d server restarts (session bound)" % (rate, seconds, renewals, BOUNDS))
     senders = lab.senders(rate)
+    pids = dict((h.name, [h.pid]) for h in hosts)  # every pid each host's rsyslogd had, in order
     t0 = time.time()
     events = []
     try:
-        for k, host in enumerate(plan):
-            at = t0 + seconds * (k + 0.5) / len(plan)
-            if at > time.time():
-                time.sleep(at - time.time())
+        for offset, what, host in plan:
+            if t0 + offset > time.time():
+                time.sleep(t0 + offset - time.time())
             began = time.time()
-            host.renew(force=True)
-            renewed = time.time()
-            lab.restart(host)
-            events.append(dict(host=host.name, what="renewal + restart", at=renewed - t0, renew_s=renewed - began,
-                               restart_s=time.time() - renewed, serial=host.certificate().serial_number))
+            if what == "renewal":
+                host.renew(force=True)
+                events.append(dict(host=host.name, what=what, at=began - t0, took=time.time() - began,
+                                   serial=host.certificate().serial_number))
+            else:
+                lab.restart(host)
+                events.append(dict(host=host.name, what=what, at=began - t0, took=time.time() - began))
+            for h in hosts:
+                if pids[h.name][-1] != h.pid:
+                    pids[h.name].append(h.pid)
         if t0 + seconds > time.time():
             time.sleep(t0 + seconds - time.time())
     finally:
@@ -241,14 +261,15 @@ def delivery_run(lab, rate, seconds, renewals):
     _drain(lab)
     rows = _count(lab, senders, t0, events, elapsed)
     lab.stop_hosts()
-    counts = dict((h.name, sum(1 for e in events if e["host"] == h.name)) for h in hosts)
-    return dict(rate=rate, seconds=seconds, elapsed=elapsed, renewals=counts, events=events, rows=rows)
+    counts = dict((h.name, sum(1 for e in events if e["host"] == h.name and e["what"] == "renewal")) for h in hosts)
+    return dict(rate=rate, seconds=seconds, elapsed=elapsed, renewals=counts, events=events, rows=rows,
+                bounds=sum(1 for e in events if e["what"] != "renewal"), pids=pids)
 
 
 def coincident_run(lab, rate, gap, pairs=5, spacing=4.0):
-    """Restarts that coincide: `pairs` times, the server's rsyslog restarted and client1's `gap` s later
-    (client2 is left alone as the control). No renewal: restarts are what a renewal or the session bound
-    causes."""
+    """Restarts that coincide: `pairs` times, the server's rsyslog restarted (its session bound) and
+    client1's `gap` s later (a client restarted for another reason: a config change, a package upgrade;
+    no longer a renewal), client2 left alone as the control. No renewal."""
     lab.build("coincident-%g" % gap)
     lab.log("P5 coincident restarts: %d/s, %d server restarts each followed by client1's after %.1f s" % (rate, pairs, gap))
     senders = lab.senders(rate)
@@ -325,9 +346,11 @@ class _Sampler(threading.Thread):
 
 
 def session_run(lab, ttl_s, bound_s, seconds, rate, check_s, sample_s):
-    """Short-lived certificates, the renewer when due, the server restarted every bound; sessions sampled.
-    The last client never renews: it stands for a client holding a stolen key (it does not cooperate), its
-    certificate expires during the run, and only the server's restarts end its session."""
+    """Short-lived certificates, the renewer when due (no restart), the server restarted every bound (the
+    only restarts); sessions sampled. The last client never renews: it stands for a client holding a stolen
+    key (it does not cooperate), its certificate expires during the run, and only the server's restarts
+    end its session. Client1 renews without restarting: each bound, its new session presents the
+    certificate then on disk; lines it loses count as lost."""
     lab.build("sessions")
     stale = lab.clients[-1]
     lab.log("P5 session bound: %d s certificates, bound %d s, %d s, renewer every %d s, ss every %d s"
@@ -338,6 +361,7 @@ def session_run(lab, ttl_s, bound_s, seconds, rate, check_s, sample_s):
     history = dict((h.name, [(t0, h.certificate())]) for h in lab.hosts)  # (installed at, certificate), in order
     sampler.start()
     events = []
+    pids = dict((h.name, [h.pid]) for h in lab.hosts)
     next_check, next_bound = t0 + check_s, t0 + bound_s
     try:
         while time.time() < t0 + seconds:
@@ -346,16 +370,18 @@ def session_run(lab, ttl_s, bound_s, seconds, rate, check_s, sample_s):
                 lab.restart(lab.server)
                 events.append(dict(host=lab.server.name, what="session-bound restart", at=now - t0))
                 next_bound += bound_s
-            if now >= next_check:  # minibus-certs-renew.timer: the renewer decides; the path unit restarts
+            if now >= next_check:  # minibus-certs-renew.timer: the renewer decides; nothing restarts
                 for host in [h for h in lab.hosts if h is not stale]:
                     stamp = os.path.getmtime(host.stamp) if os.path.exists(host.stamp) else None
                     host.renew(force=False)
                     after = os.path.getmtime(host.stamp) if os.path.exists(host.stamp) else None
                     if after != stamp:
                         history[host.name].append((time.time(), host.certificate()))
-                        events.append(dict(host=host.name, what="renewal + restart", at=time.time() - t0))
-                        lab.restart(host)
+                        events.append(dict(host=host.name, what="renewal", at=time.time() - t0))
                 next_check += check_s
+            for h in lab.hosts:
+                if pids[h.name][-1] != h.pid:
+                    pids[h.name].append(h.pid)
             time.sleep(max(0.0, min(next_check, next_bound, t0 + seconds) - time.time()))
     finally:
         sampler.stopping.set()
@@ -384,7 +410,7 @@ def session_run(lab, ttl_s, bound_s, seconds, rate, check_s, sample_s):
         sessions.append(row)
     sessions.sort(key=lambda r: -r["age"])
     return dict(ttl=ttl_s, bound=bound_s, seconds=seconds, elapsed=elapsed, check=check_s, sample=sample_s, rate=rate,
-                samples=sampler.samples, sessions=sessions, events=events, rows=rows, stale=stale.name,
+                samples=sampler.samples, sessions=sessions, events=events, rows=rows, stale=stale.name, pids=pids,
                 stale_not_after=stale_not_after - t0,
                 renewals=dict((h, len(v) - 1) for h, v in history.items()))
 
@@ -412,6 +438,14 @@ def _where_lines(L, rows):
             L.append("- %s, lost before its rsyslog accepted them: %s" % (r["client"], r["where_local"]))
 
 
+def _pid_counts(pids):
+    return ", ".join("%s %d" % (h.split(".")[0], len(v)) for h, v in pids.items())
+
+
+def _pid_line(L, pids):
+    L.append("rsyslogd processes per host during the run (1 = never restarted): %s." % _pid_counts(pids))
+
+
 def markdown(result, shortened=False):
     """The P5 section of the bench report."""
     L = []
@@ -423,13 +457,16 @@ def markdown(result, shortened=False):
              "(journald not involved); \"accepted\" = written by the client's rsyslog to its local file, "
              "\"written\" = distinct lines in the server's remote log; \"lost before the client's rsyslog\" = "
              "handed to the local TCP input but never accepted (in the socket when that rsyslog stopped: the "
-             "lab's plain-TCP input, not the RELP hop). Renewals: renewer `--force`, then an rsyslog restart "
-             "(what minibus-certs-reload does).")
+             "lab's plain-TCP input, not the RELP hop). Renewals: renewer `--force` alone, no rsyslog restart "
+             "(RELP: librelp reads the certificate chain and key for every new session); the server's rsyslog "
+             "is restarted by its session bound (minibus-certs-session-bound), and every client then opens a "
+             "new session with the certificate it has on disk.")
     L.append("")
     for run in result.get("delivery", []):
-        L.append("### %d lines/s per client, %d s (%.0f s measured), renewals: %s"
+        L.append("### %d lines/s per client, %d s (%.0f s measured), renewals without restart: %s; "
+                 "server restarts by the session bound: %d"
                  % (run["rate"], run["seconds"], run["elapsed"],
-                    ", ".join("%s %d" % (h.split(".")[0], n) for h, n in run["renewals"].items())))
+                    ", ".join("%s %d" % (h.split(".")[0], n) for h, n in run["renewals"].items()), run["bounds"]))
         L.append("")
         _table(L, run["rows"])
         if run["rate"] >= 1000:
@@ -441,12 +478,18 @@ def markdown(result, shortened=False):
         L.append("Target %s: **%s**." % (target, "met" if met else "missed"))
         _where_lines(L, run["rows"])
         L.append("")
-        L.append("Renewals (s from start: host, renewer s / restart s): " + "; ".join(
-            "%.1f: %s %.1f/%.1f" % (e["at"], e["host"].split(".")[0], e["renew_s"], e["restart_s"]) for e in run["events"]))
+        L.append("Events (s from start: what, host, took s): " + "; ".join(
+            "%.1f: %s %s %.1f" % (e["at"], "bound" if e["what"] != "renewal" else "renewal", e["host"].split(".")[0],
+                                  e["took"]) for e in run["events"]))
+        L.append("")
+        _pid_line(L, run["pids"])
         L.append("")
     for c in result.get("coincident", []):
         L.append("### Coincident restarts: %d/s, %d × (server restart, then client1's %.1f s later); client2 untouched"
                  % (c["rate"], c["pairs"], c["gap"]))
+        L.append("")
+        L.append("No renewal restarts a RELP host any more: this is a client restarted for another reason (a "
+                 "config change, a package upgrade) within %.1f s of the server's session-bound restart." % c["gap"])
         L.append("")
         _table(L, c["rows"])
         _where_lines(L, c["rows"])
@@ -458,7 +501,8 @@ def markdown(result, shortened=False):
                  % (s["ttl"], s["bound"], s["seconds"], s["elapsed"]))
         L.append("")
         L.append("The renewer without `--force` every %d s on the server and client1 (it renews when a third of the "
-                 "lifetime is left; a renewal restarts that host's rsyslog, like minibus-certs-reload.path); %s never "
+                 "lifetime is left; nothing is restarted: client1 presents its renewed certificate when it reconnects "
+                 "after the server's next bound, and an expired one would lose every line after it); %s never "
                  "renews (a client with a stolen key does not cooperate): its certificate expires %.0f s into the run. "
                  "The server's rsyslog is restarted every %d s (minibus-certs-session-bound). The server's connection "
                  "table (`ss -tnp state established`) is read every %d s (%d samples); a session is a server end, keyed "
@@ -475,6 +519,7 @@ def markdown(result, shortened=False):
         L.append("| renewals | %s |" % ", ".join("%s %d" % (h.split(".")[0], n) for h, n in s["renewals"].items()))
         L.append("| server restarts by the session bound | %d |"
                  % sum(1 for e in s["events"] if e["what"] == "session-bound restart"))
+        L.append("| rsyslogd processes per host during the run | %s |" % _pid_counts(s["pids"]))
         L.append("| oldest session age seen | %.1f s (bound %d s, sampled every %d s: %s) |"
                  % (oldest, s["bound"], s["sample"], "within" if oldest <= s["bound"] + s["sample"] else "**beyond**"))
         # A TCP connection first seen after its client's certificate expired cannot be a session that

@@ -23,10 +23,11 @@ playbooks/vault_bootstrap.yml, makes a broker token, and measures:
       bench/floor_renewal.sh (bash + openssl + curl + jq, the same 5 requests, 5 runs).
 * P4  bench/fleet_sim.py with its defaults (10,000 hosts), 30-minute timer and the earlier hourly one.
 * P5  bench/p5_delivery.py: two clients at 1,000 and at 300 lines/s each for 5 minutes while the server
-      and each client renew 5 times (forced), counted end to end and between the rsyslog instances, with
-      where any loss happened; 5-minute certificates for 20 minutes with a 2-minute session bound, the
+      and each client renew 5 times (forced; RELP: no restart) and the server's session bound restarts
+      it 5 times, counted end to end and between the rsyslog instances, with where any loss happened;
+      5-minute certificates for 20 minutes with a 2-minute session bound (the only restarts), the
       server's connection table sampled for the oldest session; coincident server and client restarts
-      (0.3 s and 3 s apart) at 300/s (about 35 minutes in all).
+      (0.3 s and 3 s apart; a client restarted for another reason) at 300/s (about 35 minutes in all).
 
 Targets are reported, never asserted. Writes bench/results/bench-<date>.md and prints it.
 

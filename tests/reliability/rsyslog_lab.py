@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -37,6 +38,11 @@ SERVER = "logs.minibus.test"
 CLIENTS = ("client1.minibus.test", "client2.minibus.test")
 SEQ = re.compile(r"lab-seq-(c\d)-(\d{7})")
 WAIT = 90  # seconds: how long to wait for an event before calling it missing (never asserted as a time)
+# What rsyslog (gtls or librelp) says when it refuses a peer or a handshake fails. Not matched, on
+# purpose: a session broken because the other side restarted ("TLS record write failed ... push
+# function", "session broken", "connection broken"), which every restart causes and RELP recovers.
+TLS_REFUSAL = re.compile(r"(?i)(handshake|not permitted|not authori[sz]ed|authentication|auth error|certificate|x509|"
+                         r"peer name|untrusted|verif)")
 
 
 # --- the role's rsyslog configuration ---------------------------------------------------------
@@ -157,7 +163,9 @@ class Host(object):
             json.dump(self.renewer_options(vault, self.ttl), handle)
 
     def renew(self, force=True):
-        """One renewer run (the timer's, or --force); returns its output."""
+        """One renewer run (the timer's, or --force); returns its output. With the RELP transport this is
+        the whole renewal: nothing restarts rsyslog (librelp reads the certificate chain and key from disk
+        for every new session, docs/design.md); the next session presents the new certificate."""
         out = run_renewer(self.renewer_config, force=force)
         assert out.returncode == 0, "renewer for %s: %s%s" % (self.name, out.stdout, out.stderr)
         return out
@@ -177,8 +185,14 @@ class Host(object):
     def stop(self):
         stop_process(self.proc)
 
+    @property
+    def pid(self):
+        """The running rsyslogd's pid, None when it is not running."""
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
     def restart(self):
-        """What minibus-certs-reload.service (and the session-bound service) does: systemctl try-restart rsyslog."""
+        """systemctl try-restart rsyslog: what minibus-certs-session-bound.service does on the server every
+        max session age (and minibus-certs-reload after a renewal with the tcp transport only)."""
         self.stop()
         self.start()
 
@@ -248,6 +262,35 @@ def wait_for(what, predicate, seconds=WAIT):
             return
         time.sleep(0.2)
     raise AssertionError("%s did not happen" % what)
+
+
+def presented_certificate(port, client):
+    """The certificate the server on port presents to a new session, seen by a TLS client with client's
+    certificate and trust anchor that checks what omrelp checks (chain to the pinned root, validity, the
+    server's name); then one RELP open and close, so the server logs an ordinary session. Raises
+    ssl.SSLError when the handshake is refused (an expired server certificate: "certificate has expired")."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(client.trust_anchor)
+    context.load_cert_chain(client.fullchain, os.path.join(client.tls_dir, "key.pem"))
+    offer = b"relp_version=0\nrelp_software=minibus-lab\ncommands=syslog"
+    with socket.create_connection(("127.0.0.1", port), 10) as raw:
+        with context.wrap_socket(raw, server_hostname=SERVER) as tls:
+            der = tls.getpeercert(binary_form=True)
+            tls.sendall(b"1 open %d %s\n" % (len(offer), offer))
+            answer = b""
+            while b"\n" not in answer:
+                data = tls.recv(4096)
+                if not data:
+                    break
+                answer += data
+            tls.sendall(b"2 close 0\n")
+            try:
+                while tls.recv(4096):
+                    pass
+            except (ssl.SSLError, OSError):
+                pass  # the server closes after its close reply
+    assert answer.startswith(b"1 rsp ") and b" 200 " in answer, "the server did not open a RELP session: %r" % answer
+    return x509.load_der_x509_certificate(der)
 
 
 def wait_port(port):

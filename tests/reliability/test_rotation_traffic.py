@@ -16,13 +16,18 @@ Root CA; everything on loopback, peers named by their certificates (the clients 
 check the server's certificate name).
 
 Both clients take sequence-numbered lines at a steady rate during the whole test. Then the runbook:
-ca_rotate.yml step=rotate; renew (renewer --force) and restart rsyslog (what minibus-certs-reload does)
-in the worst order: the server first, then one client, later the other; ca_rotate.yml step=retire is
-refused while certificates of the old intermediate are valid, and retires it once they have expired.
-Asserted: every renewed certificate is signed by the new intermediate and chains to the same root; after
-every restart each client's new lines reach the server; no TLS or authentication error in any rsyslogd's
-messages (a not-permitted client at the end shows that such errors are seen); 0 lost lines per client
-(accepted by the client's rsyslog, never written by the server). Duplicates are allowed and reported.
+ca_rotate.yml step=rotate; renew each host (renewer --force: with RELP that is the whole renewal, no
+rsyslog restarts, librelp reads the certificate files for every new session) in the worst order: the
+server first (the clients still on the old intermediate), then one client, later the other, and after
+each renewal the server's rsyslog restarted once (what minibus-certs-session-bound does every max session
+age), so that the mixed fleet meets in new sessions; ca_rotate.yml step=retire is refused while
+certificates of the old intermediate are valid, and retires it once they have expired.
+Asserted: every renewed certificate is signed by the new intermediate and chains to the same root; the
+server presents its renewed certificate to a new session; after every server restart each client's new
+lines reach the server; the clients' rsyslogds are never restarted; no TLS or authentication error in any
+rsyslogd's messages (a not-permitted client at the end shows that such errors are seen); 0 lost lines
+per client (accepted by the client's rsyslog, never written by the server). Duplicates are allowed and
+reported.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -38,19 +43,14 @@ import pytest
 from cryptography import x509
 
 from conftest import BIN_DIR, REPO_ROOT, bootstrapped_vault, clean_env, free_port
-from rsyslog_lab import CLIENTS, SERVER, Host, Sender, render_rsyslog_confs, role_vars, seqs as _seqs, \
-    wait_for as _wait_for, wait_port as _wait_port
+from rsyslog_lab import CLIENTS, SERVER, TLS_REFUSAL, Host, Sender, presented_certificate, render_rsyslog_confs, \
+    role_vars, seqs as _seqs, wait_for as _wait_for, wait_port as _wait_port
 
 RATE = 100  # lines per second per client (FINDINGS.md: the TLS hop is measured below 300/s)
 # The certificates hosts start with (old intermediate) live this long, so that retire can be shown
 # refused while they are valid and done once they expired, within the test.
 FIRST_TTL = "100s"
 INTRUDER = "intruder.minibus.test"  # a valid certificate from the same PKI, but not a permitted peer
-# What rsyslog (gtls or librelp) says when it refuses a peer or a handshake fails. Not matched, on
-# purpose: a session broken because the other side restarted ("TLS record write failed ... push
-# function", "session broken", "connection broken"), which every restart causes and RELP recovers.
-TLS_REFUSAL = re.compile(r"(?i)(handshake|not permitted|not authori[sz]ed|authentication|auth error|certificate|x509|"
-                         r"peer name|untrusted|verif)")
 SETTLE = 5  # seconds of traffic between two renewals
 
 
@@ -156,19 +156,25 @@ def test_rotation_under_traffic_worst_order(lab):
         assert x509.load_pem_x509_certificate(new_pem.encode()).subject != x509.load_pem_x509_certificate(old_pem.encode()).subject
         step_done("the rotation")
 
-        # 2. the worst order: server first (clients still old), then one client, later the other
+        # 2. the worst order: server first (clients still old), then one client, later the other; each
+        # renewal is the renewer alone, and the session bound's server restart after it opens new sessions
+        # between the mixed fleet
+        client_pids = dict((c.name, c.pid) for c in clients)
         for host in [server] + list(clients):
             host.renew()
             assert_signed_by(host, new_pem, root)
-            host.restart()
-            if host is server:
-                _wait_port(lab["port"])
-            else:
-                _wait_port(lab["inject"][host.name])
-            step_done("renewing and restarting %s" % host.name)
+            step_done("renewing %s" % host.name)
+            server.restart()
+            _wait_port(lab["port"])
+            step_done("the server's restart after renewing %s" % host.name)
             time.sleep(SETTLE)  # the mixed fleet carries traffic for a while before the next host renews
+        assert dict((c.name, c.pid) for c in clients) == client_pids, "a client's rsyslogd was restarted"
         for host in lab["hosts"]:  # nobody fell back to the old intermediate
             assert_signed_by(host, new_pem, root)
+        # the server hands its renewed certificate (new intermediate) to new sessions
+        presented = presented_certificate(lab["port"], clients[0])
+        assert presented.serial_number == server.certificate().serial_number
+        presented.verify_directly_issued_by(x509.load_pem_x509_certificate(new_pem.encode("ascii")))
 
         # 3. retire: refused while the hosts' first certificates (old intermediate) are valid
         assert time.time() < min(c.not_valid_after_utc.timestamp() for c in old_certs), \
