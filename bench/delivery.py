@@ -7,8 +7,9 @@
 
 One server rsyslogd listens with both transports; two client rsyslogd instances (one per transport)
 take sequence-numbered lines on a local TCP input, write each accepted line to a local file and
-forward it. Lines are sent at a steady rate while the server (and later each client) is restarted the
-way the role's reload unit restarts rsyslog after a renewal. Lost = accepted by the client's rsyslog
+forward it. Lines are sent at a steady rate while the server (and later each client) is restarted, as
+the role's reload unit does after a renewal with `tcp` and the session bound does on servers (with
+`relp` a renewal restarts nothing: docs/design.md). Lost = accepted by the client's rsyslog
 but never written by the server; duplicates are counted too. Also checked: whether SIGHUP makes an
 omfwd client open a new TLS session (the no-restart design needs a reconnect to present a new
 certificate).

@@ -120,6 +120,10 @@ def test_relp_renewal_restarts_nothing(vault, tmp_path):
         assert client1.pid == pids[client1.name], "client1's rsyslogd was restarted"
         session_after = _sessions(port)
         assert session_after and not session_after & session_before, (session_before, session_after)
+    except BaseException:
+        for host in hosts:  # a failed step must not leave rsyslogd processes behind
+            host.stop()
+        raise
     finally:
         for sender in senders:
             sender.stopping.set()
