@@ -38,6 +38,8 @@ def _preflight(tmp_path, **extra):
     {"minibus_certs_metrics_textfile_dir": "/var/lib/minibus-certs/state"},
     {"minibus_certs_metrics_textfile_dir": "/var/lib/minibus-certs/tls/metrics/"},
     {"__minibus_certs_facts_dir": "/var/lib/minibus-certs/state/facts.d"},
+    # the units' directory (the reload units are written and removed there) below the account's state
+    {"minibus_certs_state_dir": "/etc/systemd"},
 ])
 def test_root_directory_inside_an_account_directory_is_refused(tmp_path, extra):
     out = _preflight(tmp_path, **extra)
