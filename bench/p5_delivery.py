@@ -158,6 +158,16 @@ def _drain(lab, seconds=120):
         time.sleep(1)
 
 
+def _settle(lab, senders, t0, events, cutoff=None):
+    """After the senders stopped: the run's length, the clients' queues drained, the counts, the hosts
+    stopped. Returns (elapsed, rows of _count)."""
+    elapsed = time.time() - t0
+    _drain(lab)
+    rows = _count(lab, senders, t0, events, elapsed, cutoff=cutoff)
+    lab.stop_hosts()
+    return elapsed, rows
+
+
 def _ranges(numbers):
     """Sorted ints as (first, last) runs."""
     runs = []
@@ -257,10 +267,7 @@ def delivery_run(lab, rate, seconds, renewals):
             time.sleep(t0 + seconds - time.time())
     finally:
         _stop(senders)
-    elapsed = time.time() - t0
-    _drain(lab)
-    rows = _count(lab, senders, t0, events, elapsed)
-    lab.stop_hosts()
+    elapsed, rows = _settle(lab, senders, t0, events)
     counts = dict((h.name, sum(1 for e in events if e["host"] == h.name and e["what"] == "renewal")) for h in hosts)
     return dict(rate=rate, seconds=seconds, elapsed=elapsed, renewals=counts, events=events, rows=rows,
                 bounds=sum(1 for e in events if e["what"] != "renewal"), pids=pids)
@@ -287,10 +294,7 @@ def coincident_run(lab, rate, gap, pairs=5, spacing=4.0):
         time.sleep(spacing)
     finally:
         _stop(senders)
-    elapsed = time.time() - t0
-    _drain(lab)
-    rows = _count(lab, senders, t0, events, elapsed)
-    lab.stop_hosts()
+    elapsed, rows = _settle(lab, senders, t0, events)
     return dict(rate=rate, gap=gap, pairs=pairs, elapsed=elapsed, rows=rows)
 
 
@@ -387,11 +391,8 @@ def session_run(lab, ttl_s, bound_s, seconds, rate, check_s, sample_s):
         sampler.stopping.set()
         sampler.join(10)
         _stop(senders)
-    elapsed = time.time() - t0
-    _drain(lab)
-    stale_not_after = stale.certificate().not_valid_after_utc.timestamp()
-    rows = _count(lab, senders, t0, events, elapsed, cutoff={stale.name: stale_not_after})
-    lab.stop_hosts()
+    stale_not_after = stale.certificate().not_valid_after_utc.timestamp()  # it never renews
+    elapsed, rows = _settle(lab, senders, t0, events, cutoff={stale.name: stale_not_after})
 
     def opened_with(client, first):
         cert = history[client][0][1]

@@ -31,7 +31,7 @@ import time
 from cryptography import x509
 
 from conftest import host_params, issuance, run_renewer
-from test_rsyslog_transport import render as render_role_template, stop_process
+from test_rsyslog_transport import RELP_OFFER, relp_frame, render as render_role_template, stop_process
 
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 SERVER = "logs.minibus.test"
@@ -272,18 +272,17 @@ def presented_certificate(port, client):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.load_verify_locations(client.trust_anchor)
     context.load_cert_chain(client.fullchain, os.path.join(client.tls_dir, "key.pem"))
-    offer = b"relp_version=0\nrelp_software=minibus-lab\ncommands=syslog"
     with socket.create_connection(("127.0.0.1", port), 10) as raw:
         with context.wrap_socket(raw, server_hostname=SERVER) as tls:
             der = tls.getpeercert(binary_form=True)
-            tls.sendall(b"1 open %d %s\n" % (len(offer), offer))
+            tls.sendall(relp_frame(1, "open", RELP_OFFER))
             answer = b""
             while b"\n" not in answer:
                 data = tls.recv(4096)
                 if not data:
                     break
                 answer += data
-            tls.sendall(b"2 close 0\n")
+            tls.sendall(relp_frame(2, "close"))
             try:
                 while tls.recv(4096):
                     pass

@@ -416,8 +416,15 @@ def test_relp_refuses(pki, relp, case):
 # --- b2) refused again and again: the rsyslog ossl netstream driver let an unpermitted name in on
 # some of 10 attempts (FINDINGS.md); librelp's OpenSSL code is different, this proves it ---------
 
-def _frame(txnr, command, data):
+# What a RELP client offers in its 'open' (librelp accepts any software name).
+RELP_OFFER = "relp_version=0\nrelp_software=minibus-test\ncommands=syslog"
+
+
+def relp_frame(txnr, command, data=""):
+    """One RELP frame: transaction number, command, length of data, data."""
     data = data.encode("ascii")
+    if not data:
+        return b"%d %s 0\n" % (txnr, command.encode("ascii"))
     return b"%d %s %d %s\n" % (txnr, command.encode("ascii"), len(data), data)
 
 
@@ -430,8 +437,8 @@ def relp_session(port, cert, anchor, tag, count):
     context.check_hostname = False
     context.load_verify_locations(anchor)
     context.load_cert_chain(cert["fullchain"], cert["key"])
-    frames = [_frame(1, "open", "relp_version=0\nrelp_software=minibus-test\ncommands=syslog")]
-    frames += [_frame(2 + i, "syslog", "<14>1 - attacker - - - - seq-%s-%07d" % (tag, i)) for i in range(count)]
+    frames = [relp_frame(1, "open", RELP_OFFER)]
+    frames += [relp_frame(2 + i, "syslog", "<14>1 - attacker - - - - seq-%s-%07d" % (tag, i)) for i in range(count)]
     answers = b""
     try:
         with socket.create_connection(("127.0.0.1", port), 10) as raw:
