@@ -13,7 +13,7 @@ module: vault_approle_login
 short_description: Log in to Vault or OpenBao with AppRole and return the token
 version_added: 0.1.0
 description:
-  - User story "retrieve token", trade the role id and a single-use secret id (or a response-wrapped secret
+  - Trades the role id and a single-use secret id (or a response-wrapped secret
     id, whose creation path is checked before it is unwrapped) for a Vault token.
   - The token is returned, so set C(no_log) on the task, and prefer
     M(minibus.pki.vault_pki_issue) with inline authentication, where the token never sits in a variable and is
