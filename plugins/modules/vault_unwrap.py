@@ -25,7 +25,9 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
   action_group:
-    description: Use C(group/minibus.pki.vault) in C(module_defaults) to set the shared connection and authentication options once for this module, M(minibus.pki.vault_approle_login), M(minibus.pki.vault_unwrap) and M(minibus.pki.vault_pki_issue).
+    description:
+      - Use C(group/minibus.pki.vault) in C(module_defaults) to set the shared connection and authentication options
+        once for M(minibus.pki.vault_approle_login), M(minibus.pki.vault_unwrap) and M(minibus.pki.vault_pki_issue).
     support: full
     membership:
       - minibus.pki.vault
