@@ -148,10 +148,10 @@ def workdir_of(doc, lab):
 
 
 def test_readmes_have_examples():
-    assert len(BLOCKS) >= 8, "fewer YAML blocks than the READMEs had: %r" % [(d, n) for d, n, _ in BLOCKS]
+    assert len(BLOCKS) >= 8, "fewer YAML blocks than the READMEs had: %r" % [block[:2] for block in BLOCKS]
 
 
-@pytest.mark.parametrize("doc,number,text", BLOCKS, ids=["%s-block%d" % (d, n) for d, n, _ in BLOCKS])
+@pytest.mark.parametrize("doc,number,text", BLOCKS, ids=["%s-block%d" % block[:2] for block in BLOCKS])
 def test_example(doc, number, text, lab):
     kind, value = marker(text)
     data = yaml.safe_load(text)
