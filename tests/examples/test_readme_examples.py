@@ -147,6 +147,16 @@ def workdir_of(doc, lab):
     return path
 
 
+def test_tarball_names_follow_galaxy_version():
+    """A version written in a README (minibus-pki-<version>.tar.gz) is the one galaxy.yml builds."""
+    with open(os.path.join(REPO, "galaxy.yml")) as handle:
+        version = yaml.safe_load(handle)["version"]
+    for doc in DOCS:
+        with open(os.path.join(REPO, doc)) as handle:
+            named = set(re.findall(r"minibus-pki-([0-9][0-9A-Za-z.+-]*?)\.tar\.gz", handle.read()))
+        assert named <= {version}, "%s names minibus-pki-%s.tar.gz; galaxy.yml builds %s" % (doc, named, version)
+
+
 def test_readmes_have_examples():
     assert len(BLOCKS) >= 8, "fewer YAML blocks than the READMEs had: %r" % [block[:2] for block in BLOCKS]
 
