@@ -13,7 +13,7 @@ export ANSIBLE_NOCOLOR := 1
 # The collection has to live under ansible_collections/<namespace>/<name> for ansible-test.
 COLL_DIR := $(CURDIR)/build/ansible_collections/minibus/pki
 
-.PHONY: venv test test-unit test-bootstrap sanity sanity-matrix lint test-platform test-integration test-reliability test-molecule \
+.PHONY: venv test test-unit test-bootstrap sanity sanity-matrix lint docs-lint test-examples test-platform test-integration test-reliability test-molecule \
 	demo demo-clean dist test-dist test-awx bench collection-copy clean
 
 venv: $(STAMP)
@@ -23,7 +23,7 @@ $(STAMP): requirements-dev.txt
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
 	touch $@
 
-test: test-unit test-bootstrap sanity sanity-matrix lint test-platform test-integration test-reliability test-dist test-molecule test-awx
+test: test-unit test-bootstrap sanity sanity-matrix lint docs-lint test-examples test-platform test-integration test-reliability test-dist test-molecule test-awx
 
 test-unit: $(STAMP)
 	python -m pytest -q tests/unit bench/test_fleet_sim.py
@@ -62,6 +62,17 @@ sanity-matrix: collection-copy
 
 lint: $(STAMP)
 	ansible-lint --profile production --nocolor
+
+# The plugin and role documentation as antsibull-docs (the tool that builds Ansible's docsite) reads
+# it: markup, references (R() for roles, M() for modules), seealso, attributes, fragments.
+docs-lint: $(STAMP) collection-copy
+	cd $(COLL_DIR) && antsibull-docs lint-collection-docs --plugin-docs .
+
+# Every yaml block of README.md, roles/minibus_certs/README.md and awx/README.md as pasted, against
+# a dev OpenBao and the collection installed from its tarball (only the Vault address, the CA file,
+# the certificate directory and the domain substituted: rules in tests/examples/test_readme_examples.py).
+test-examples: $(STAMP)
+	python -m pytest -q tests/examples
 
 # ansible-test integration targets against a real OpenBao dev server that the script starts,
 # configures with playbooks/vault_bootstrap.yml and stops again.

@@ -31,7 +31,7 @@ UTC = datetime.timezone.utc
 # key_type -> allowed key_bits (first is the default)
 KEY_SIZES = {"ec": (256, 384), "rsa": (2048, 3072, 4096), "ed25519": (0,)}
 
-# The user stories' longest certificate lifetime (the PKI role's max_ttl, the secret id TTL): 25 h.
+# The longest certificate lifetime the collection allows (the PKI role's max_ttl, the secret id TTL): 25 h.
 # One source for the role and the bootstrap too (filter/test plugins minibus.pki.duration_seconds, ttl_within_cap).
 MAX_TTL_SECONDS = 25 * 3600
 

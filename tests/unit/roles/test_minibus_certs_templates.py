@@ -5,7 +5,7 @@
 """The minibus_certs role's templates, rendered by Ansible's own templating with the role's defaults.
 
 renewer.json: numbers given as strings (-e minibus_certs_vault_timeout=30, an AWX survey) must come out as
-integers, or every renewal fails (issue 11). minibus-tls.conf: the names rsyslog 8.2302 knows, checked with
+integers, or every renewal fails. minibus-tls.conf: the names rsyslog 8.2302 knows, checked with
 the real `rsyslogd -N1`, the pinned root as CA file and the full chain as certificate file.
 """
 

@@ -165,7 +165,7 @@ def test_main_secret_in_config_fails_cleanly(tmp_path, capsys):
 
 
 def test_timeout_and_retries_as_strings_are_numbers_not_a_type_error(tmp_path, capsys):
-    # Issue 11: "-e minibus_certs_vault_timeout=30" reached renewer.json as "30": "unexpected TypeError".
+    # A regression: "-e minibus_certs_vault_timeout=30" reached renewer.json as "30": "unexpected TypeError".
     from ansible_collections.minibus.pki.plugins.module_utils import secret_store
     store = str(tmp_path / "secret-id.json")
     secret_store.save(store, "a-stored-secret-id")
