@@ -142,8 +142,10 @@ def budget_of(ttl, renew_before=None, on_calendar=None, randomized_delay=None, n
     """
     names = dict(_NAMES, **(names or {}))
     ttl_s = parse_duration(ttl, names["ttl"])
-    renew_s = default_renew_before(ttl_s) if renew_before in (None, "") else parse_duration(renew_before,
-                                                                                           names["renew_before"])
+    if renew_before in (None, ""):
+        renew_s = default_renew_before(ttl_s)
+    else:
+        renew_s = parse_duration(renew_before, names["renew_before"])
     on_calendar = DEFAULT_TIMER_ON_CALENDAR if on_calendar in (None, "") else on_calendar
     delay = DEFAULT_TIMER_RANDOMIZED_DELAY if randomized_delay in (None, "") else randomized_delay
     gap = timer_gap(timer_period_seconds(on_calendar, names["on_calendar"]),

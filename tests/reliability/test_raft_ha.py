@@ -124,6 +124,7 @@ def _renew_through_failover(raft_vault, cluster, host_dir, url, victim):
                 after += 1
         # whatever happened, the host holds a matching, unexpired certificate
         serials.append(_serial(host_dir))
+    print("failover with url=%s: %d failed attempts (%s)" % (url, len(failures), "; ".join(sorted(set(failures)))))
     # and a secret id for the next run: no attempt during the election spent the stored one for nothing
     assert store_record(host_dir)["state"] == "ready", store_record(host_dir)
     return failures, serials
