@@ -17,6 +17,8 @@ options:
     description:
       - Address of the Vault or OpenBao server, for example C(https://vault.example.com:8200).
       - Falls back to the environment variable E(VAULT_ADDR), then E(BAO_ADDR).
+      - A redirect (3xx) is never followed, whoever sends it. The request fails (or moves to the next
+        address) with one sentence naming where the redirect pointed, and nothing is sent there.
     type: str
   ca_cert:
     description:
@@ -44,10 +46,20 @@ options:
     type: str
   timeout:
     description:
-      - Seconds to wait for Vault to answer one request. A string of digits such as C("30") is accepted.
+      - Wall-clock deadline in seconds for one request to one address, covering connect, TLS handshake,
+        headers and body. A server that drips its answer slowly is cut at this deadline. A string of
+        digits such as C("30") is accepted.
       - Answers larger than 1 MiB are refused.
     type: int
     default: 30
+  total_timeout:
+    description:
+      - Seconds that all Vault requests of one run together may take (one module run, one lookup call, one
+        renewer run), retries, back-off and failover included. When it runs out the run fails with one
+        sentence; a request in flight is cut.
+      - Unset, it is O(timeout) x (O(retries) + 1) x the number of addresses in O(url).
+      - Falls back to E(MINIBUS_VAULT_TOTAL_TIMEOUT).
+    type: int
   retries:
     description:
       - How many times a request is retried, with exponential back-off from 0.5 s, when Vault cannot be

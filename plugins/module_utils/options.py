@@ -22,6 +22,7 @@ CONNECTION_SPEC = dict(
     namespace=dict(type="str"),
     timeout=dict(type="int", default=30),
     retries=dict(type="int", default=3),
+    total_timeout=dict(type="int"),
     allow_insecure_http=dict(type="bool", default=False),
 )
 
@@ -41,6 +42,7 @@ ENV_FALLBACKS = (
     ("url", ("VAULT_ADDR", "BAO_ADDR")),
     ("ca_cert", ("VAULT_CACERT", "BAO_CACERT")),
     ("namespace", ("VAULT_NAMESPACE", "BAO_NAMESPACE")),
+    ("total_timeout", ("MINIBUS_VAULT_TOTAL_TIMEOUT",)),
     ("token", ("VAULT_TOKEN", "BAO_TOKEN")),
     ("secret_id", ("MINIBUS_CSR_SECRET_ID",)),
 )
@@ -112,8 +114,12 @@ def validate_connection(params):
         )
     _whole_number(params, "timeout")
     _whole_number(params, "retries")
+    _whole_number(params, "total_timeout")
     if params.get("timeout") is not None and params["timeout"] <= 0:
         raise InvalidInput("timeout must be a positive number of seconds.")
+    if params.get("total_timeout") is not None and params["total_timeout"] <= 0:
+        raise InvalidInput("total_timeout must be a positive number of seconds (or unset: timeout x (retries + 1) x "
+                           "the number of addresses).")
     if params.get("retries") is not None and params["retries"] < 0:
         raise InvalidInput("retries must be 0 or more.")
 
