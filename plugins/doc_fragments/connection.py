@@ -24,6 +24,9 @@ options:
     description:
       - Path to the CA bundle that signed Vault's own TLS certificate.
       - Falls back to E(VAULT_CACERT), then E(BAO_CACERT). Without it the system trust store is used.
+      - Checked before any request (unless O(validate_certs) is false). A file that is missing, unreadable,
+        empty, or holds no PEM certificate that parses fails the task with one sentence naming the option (and
+        the environment variable it came from) and the path.
     type: path
     aliases: [cacert]
   validate_certs:

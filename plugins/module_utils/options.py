@@ -13,7 +13,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+import ssl
+
 from .errors import InvalidInput
+
+# Where resolve_env took an option from (option -> variable), so that a message can name the variable.
+FROM_ENV = "_from_env"
 
 CONNECTION_SPEC = dict(
     url=dict(type="str"),
@@ -72,18 +78,23 @@ def resolve_env(params, environ):
         if option == "token" and method != "token" and params.get("role_id") \
                 and _first(environ, ("MINIBUS_CSR_SECRET_ID",)):
             continue
-        value = _first(environ, variables)
+        variable, value = _first_set(environ, variables)
         if value:
             params[option] = value
+            params.setdefault(FROM_ENV, {})[option] = variable
     return params
 
 
-def _first(environ, variables):
+def _first_set(environ, variables):
     for variable in variables:
         value = environ.get(variable)
         if value:
-            return value
-    return None
+            return variable, value
+    return None, None
+
+
+def _first(environ, variables):
+    return _first_set(environ, variables)[1]
 
 
 def _whole_number(params, name):
@@ -115,6 +126,10 @@ def validate_connection(params):
     _whole_number(params, "timeout")
     _whole_number(params, "retries")
     _whole_number(params, "total_timeout")
+    if params.get("ca_cert") and params.get("validate_certs") is not False:
+        problem = check_ca_bundle(params["ca_cert"], _option_label(params, "ca_cert"))
+        if problem:
+            raise InvalidInput(problem)
     if params.get("timeout") is not None and params["timeout"] <= 0:
         raise InvalidInput("timeout must be a positive number of seconds.")
     if params.get("total_timeout") is not None and params["total_timeout"] <= 0:
@@ -122,6 +137,35 @@ def validate_connection(params):
                            "the number of addresses).")
     if params.get("retries") is not None and params["retries"] < 0:
         raise InvalidInput("retries must be 0 or more.")
+
+
+def _option_label(params, name):
+    variable = (params.get(FROM_ENV) or {}).get(name)
+    return "%s (from %s)" % (name, variable) if variable else name
+
+
+def check_ca_bundle(path, label="ca_cert"):
+    """One sentence when path is not a readable PEM bundle with at least one certificate, else None."""
+    fix = "point %s at the PEM CA bundle that signed Vault's certificate; nothing was sent to Vault" % label.split()[0]
+    if not os.path.lexists(path):
+        return "%s %s does not exist: %s." % (label, path, fix)
+    if os.path.isdir(path):
+        return "%s %s is a directory, not a CA bundle file: %s." % (label, path, fix)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(4 * 1024 * 1024)
+    except (IOError, OSError) as exc:
+        return "%s %s cannot be read by uid %d (%s): make it readable (a CA certificate is public) or %s." % (
+            label, path, os.geteuid(), exc.strerror or type(exc).__name__, fix)
+    if not data.strip():
+        return "%s %s is empty: %s." % (label, path, fix)
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        return "%s %s holds no PEM certificate (no -----BEGIN CERTIFICATE----- block): %s." % (label, path, fix)
+    try:
+        ssl.create_default_context().load_verify_locations(cadata=data.decode("ascii"))
+    except (ssl.SSLError, ValueError, UnicodeDecodeError):
+        return "%s %s holds no PEM certificate that parses: %s." % (label, path, fix)
+    return None
 
 
 def connection_warnings(params):

@@ -17,6 +17,7 @@ from __future__ import absolute_import, division, print_function
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -199,3 +200,60 @@ def test_a_dripped_login_answer_is_cut_at_the_deadline(fake, tmp_path, where):
     assert "did not answer the AppRole login within 5 s" in message, message
     assert "not retried" in message and "\n" not in message and SECRET_ID not in message
     assert not drip.finished
+
+
+# --- a bad ca_cert, through every module and the lookup --------------------------------------
+
+CA_FILES = {
+    "missing": (None, "does not exist"),
+    "empty": (b"", "is empty"),
+    "not PEM": (b"\x30\x82\x01\x0a this is DER-ish junk\n", "holds no PEM certificate"),
+    "PEM that does not parse": (b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                                "holds no PEM certificate that parses"),
+}
+
+PLUGINS = {
+    "vault_approle_login": ["-m", "minibus.pki.vault_approle_login", "-a",
+                            "role_id=minibus/csr secret_id=%s ca_cert={ca}" % SECRET_ID],
+    "vault_unwrap": ["-m", "minibus.pki.vault_unwrap", "-a", "wrapping_token=%s ca_cert={ca} "
+                     "expected_creation_path=auth/approle/role/x/secret-id" % TOKEN],
+    "vault_pki_issue": ["-m", "minibus.pki.vault_pki_issue", "-a",
+                        "token=%s ca_cert={ca} common_name=h.minibus.test cert_path={dir}/cert.pem "
+                        "key_path={dir}/key.pem" % TOKEN],
+    "lookup": ["-m", "ansible.builtin.debug", "-a",
+               "msg={{{{ lookup('minibus.pki.vault_secret_id', 'r', ca_cert='{ca}') }}}}"],
+}
+
+
+def _ansible(argv, **env):
+    return subprocess.run([os.path.join(BIN_DIR, "ansible"), "localhost", "-c", "local", "-i", "localhost,",
+                           "-e", "ansible_python_interpreter=%s" % sys.executable] + argv,
+                          env=clean_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize("plugin", sorted(PLUGINS))
+@pytest.mark.parametrize("case", sorted(CA_FILES))
+def test_a_bad_ca_cert_is_one_sentence_naming_the_option_and_file(fake, tmp_path, plugin, case):
+    content, needle = CA_FILES[case]
+    ca = tmp_path / "vault-ca.pem"
+    if content is not None:
+        ca.write_bytes(content)
+    count = len(fake.requests)
+    argv = [a.format(ca=ca, dir=tmp_path) for a in PLUGINS[plugin]]
+    out = _ansible(argv, VAULT_ADDR=fake.url, VAULT_TOKEN=TOKEN)
+    assert out.returncode != 0, out.stdout
+    # ad-hoc ansible echoes the task's own arguments on failure: look at the plugin's message only
+    messages = [line for line in out.stdout.splitlines() if "ca_cert %s %s" % (ca, needle) in line]
+    assert messages, out.stdout
+    assert all(SECRET_ID not in m and TOKEN not in m for m in messages)
+    assert "Traceback" not in out.stdout
+    assert len(fake.requests) == count  # nothing was sent
+    assert sorted(os.listdir(str(tmp_path))) == (["vault-ca.pem"] if content is not None else [])
+
+
+def test_a_ca_cert_from_vault_cacert_names_the_variable(fake, tmp_path):
+    ca = tmp_path / "missing-ca.pem"
+    out = _ansible([a.format(ca="", dir=tmp_path).replace(" ca_cert=", " ") for a in PLUGINS["vault_approle_login"]],
+                   VAULT_ADDR=fake.url, VAULT_CACERT=str(ca))
+    assert out.returncode != 0 and "ca_cert (from VAULT_CACERT) %s does not exist" % ca in out.stdout, out.stdout
