@@ -16,10 +16,18 @@ options:
   url:
     description:
       - Address of the Vault or OpenBao server, for example C(https://vault.example.com:8200).
+      - Several addresses of one cluster may be given, as a list or comma-separated (the environment
+        variables take a comma-separated list). They are tried in order; an address that cannot serve
+        (connection refused or unreachable, TLS handshake failure, sealed, a standby that does not
+        serve, a redirect) passes the request to the next one, and the address that served is asked
+        first for the rest of the run. A login or unwrap that may have reached a node is never sent to
+        another one, since its single-use secret may be spent. Every address must be C(https://) (see
+        O(allow_insecure_http)) and is checked against the same O(ca_cert).
       - Falls back to the environment variable E(VAULT_ADDR), then E(BAO_ADDR).
       - A redirect (3xx) is never followed, whoever sends it. The request fails (or moves to the next
         address) with one sentence naming where the redirect pointed, and nothing is sent there.
-    type: str
+    type: list
+    elements: str
   ca_cert:
     description:
       - Path to the CA bundle that signed Vault's own TLS certificate.

@@ -22,7 +22,7 @@ from .errors import InvalidInput
 FROM_ENV = "_from_env"
 
 CONNECTION_SPEC = dict(
-    url=dict(type="str"),
+    url=dict(type="list", elements="str"),
     ca_cert=dict(type="path", aliases=["cacert"]),
     validate_certs=dict(type="bool", default=True),
     namespace=dict(type="str"),
@@ -110,19 +110,22 @@ def _whole_number(params, name):
 
 def validate_connection(params):
     """Check connection options before any network call (coerces timeout/retries given as strings)."""
-    url = params.get("url")
-    if not url:
+    addresses = addresses_of(params.get("url"))
+    if not addresses:
         raise InvalidInput("No Vault address: set url, or VAULT_ADDR (or BAO_ADDR) in the environment.")
-    if not isinstance(url, str) or not (url.startswith("https://") or url.startswith("http://")) \
-            or len(url.split("://", 1)[1].strip("/")) == 0:
-        raise InvalidInput(
-            "The Vault address %r is not an http(s) URL: give it as https://host:8200." % url
-        )
-    if url.startswith("http://") and not params.get("allow_insecure_http"):
-        raise InvalidInput(
-            "The Vault address %s is plain http: secret ids, tokens and the CA would cross the network in clear; "
-            "use https://, or set allow_insecure_http to true for a lab." % url
-        )
+    for url in addresses:
+        if not isinstance(url, str) or not (url.startswith("https://") or url.startswith("http://")) \
+                or len(url.split("://", 1)[1].strip("/")) == 0:
+            raise InvalidInput(
+                "The Vault address %r is not an http(s) URL: give it as https://host:8200." % (url,)
+            )
+        if url.startswith("http://") and not params.get("allow_insecure_http"):
+            raise InvalidInput(
+                "The Vault address %s is plain http: secret ids, tokens and the CA would cross the network in clear; "
+                "use https://, or set allow_insecure_http to true for a lab." % url
+            )
+    # One list from here on: the client tries the addresses in this order (env: commas separate them).
+    params["url"] = addresses
     _whole_number(params, "timeout")
     _whole_number(params, "retries")
     _whole_number(params, "total_timeout")
@@ -137,6 +140,29 @@ def validate_connection(params):
                            "the number of addresses).")
     if params.get("retries") is not None and params["retries"] < 0:
         raise InvalidInput("retries must be 0 or more.")
+
+
+def addresses_of(url):
+    """The Vault addresses in url, in order: a string (commas separate several, as in VAULT_ADDR) or a list.
+
+    Blank entries and repeats are dropped, and a trailing slash is removed.
+    """
+    if url is None:
+        return []
+    items = [url] if isinstance(url, str) else list(url)
+    addresses = []
+    for item in items:
+        parts = item.split(",") if isinstance(item, str) else [item]
+        for part in parts:
+            if isinstance(part, str):
+                part = part.strip()
+                if not part:
+                    continue
+                if "://" in part and part.split("://", 1)[1].strip("/"):
+                    part = part.rstrip("/")
+            if part not in addresses:
+                addresses.append(part)
+    return addresses
 
 
 def _option_label(params, name):
@@ -174,7 +200,7 @@ def connection_warnings(params):
     if params.get("validate_certs") is False:
         warnings.append("validate_certs is false: Vault's TLS certificate is not checked, so anyone on the path can "
                         "read the secret id and token; set ca_cert (or VAULT_CACERT) instead.")
-    if str(params.get("url") or "").startswith("http://"):
+    if any(str(url).startswith("http://") for url in addresses_of(params.get("url"))):
         warnings.append("allow_insecure_http is set: secret ids and tokens cross the network in clear; use https:// "
                         "outside a lab.")
     return warnings

@@ -26,6 +26,7 @@ try:
 except ImportError:  # pragma: no cover - Python 2
     from urlparse import urlsplit  # pylint: disable=import-error
 
+from .options import addresses_of
 from .errors import (
     InvalidInput,
     MinibusError,
@@ -198,23 +199,6 @@ class _Failed(Exception):
         error.not_processed = secret_safe and (next_node or error.status is None)
 
 
-def addresses_of(url):
-    """The Vault addresses in url: a string (commas separate several) or a list of strings, in order."""
-    if url is None:
-        return []
-    items = [url] if isinstance(url, str) else list(url)
-    addresses = []
-    for item in items:
-        if not isinstance(item, str):
-            addresses.append(item)
-            continue
-        for part in item.split(","):
-            part = part.strip()
-            if part and part.rstrip("/") not in addresses:
-                addresses.append(part.rstrip("/") if "://" in part and part.split("://", 1)[1].strip("/") else part)
-    return addresses
-
-
 def address_order(addresses, preferred):
     """The order to try the addresses in: the one that served last first, then the others as configured."""
     if preferred in addresses:
@@ -259,7 +243,7 @@ class VaultClient:
     def __init__(self, url, ca_cert=None, validate_certs=True, namespace=None, timeout=30, retries=3,
                  backoff=0.5, total_timeout=None):
         _import_hvac()
-        self.addresses = [a.rstrip("/") for a in addresses_of(url)]
+        self.addresses = addresses_of(url)
         if not self.addresses:
             raise InvalidInput("No Vault address: set url, or VAULT_ADDR (or BAO_ADDR) in the environment.")
         self._preferred = self.addresses[0]
@@ -342,7 +326,10 @@ class VaultClient:
                 raise error
             pause = min(self.backoff * (2 ** (attempt - 1)), 5.0)
             if self._remaining() <= pause:
-                raise error
+                used_up = type(error)(error.message.rstrip(".") + "; not retried: the run's total_timeout (%d s) is "
+                                      "used up." % self.budget, error.status, error.vault_errors)
+                used_up.not_processed = error.not_processed
+                raise used_up
             time.sleep(pause)
 
     @staticmethod

@@ -49,3 +49,19 @@ def test_root_directory_inside_an_account_directory_is_refused(tmp_path, extra):
 def test_separate_directories_pass(tmp_path):
     out = _preflight(tmp_path, minibus_certs_metrics_textfile_dir="/var/lib/prometheus/node-exporter")
     assert out.returncode == 0, out.stdout
+
+
+@pytest.mark.parametrize("url", [["https://v1.example.org:8200", "https://v2.example.org:8200"],
+                                 "https://v1.example.org:8200, https://v2.example.org:8200"])
+def test_several_vault_addresses_pass(tmp_path, url):
+    out = _preflight(tmp_path, minibus_certs_vault_url=url)
+    assert out.returncode == 0, out.stdout[-3000:]
+
+
+@pytest.mark.parametrize("url,sentence", [
+    (["https://v1.example.org:8200", "http://v2.example.org:8200"], "plain http:// address (http://v2.example.org:8200)"),
+    (["https://v1.example.org:8200", "v2.example.org:8200"], "must be the Vault/OpenBao URL"),
+])
+def test_a_bad_address_among_several_is_refused(tmp_path, url, sentence):
+    out = _preflight(tmp_path, minibus_certs_vault_url=url)
+    assert out.returncode != 0 and sentence in out.stdout, out.stdout[-3000:]

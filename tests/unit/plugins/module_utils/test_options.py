@@ -213,3 +213,31 @@ def test_a_good_bundle_passes_and_validate_certs_false_skips_the_check(tmp_path)
     path.write_bytes(b"# comment\n" + _ca_pem())
     options.validate_connection({"url": "https://v", "ca_cert": str(path)})
     options.validate_connection({"url": "https://v", "ca_cert": str(tmp_path / "nope"), "validate_certs": False})
+
+
+@pytest.mark.parametrize("url,expected", [
+    ("https://a:8200", ["https://a:8200"]),
+    ("https://a:8200/,https://b:8200", ["https://a:8200", "https://b:8200"]),
+    (["https://a:8200", " https://b:8200 "], ["https://a:8200", "https://b:8200"]),
+])
+def test_validate_connection_turns_url_into_the_address_list(url, expected):
+    params = {"url": url}
+    options.validate_connection(params)
+    assert params["url"] == expected
+
+
+@pytest.mark.parametrize("url,needle", [
+    (["https://a:8200", "http://b:8200"], "The Vault address http://b:8200 is plain http"),
+    ("https://a:8200,b:8200", "The Vault address 'b:8200' is not an http(s) URL"),
+    ([" ", ","], "No Vault address"),
+])
+def test_every_address_gets_the_same_checks(url, needle):
+    with pytest.raises(InvalidInput) as info:
+        options.validate_connection({"url": url})
+    assert needle in info.value.message
+
+
+def test_vault_addr_may_list_several_addresses():
+    params = options.resolve_env({}, {"VAULT_ADDR": "https://a:8200,https://b:8200"})
+    options.validate_connection(params)
+    assert params["url"] == ["https://a:8200", "https://b:8200"]
