@@ -74,3 +74,19 @@ def test_an_outage_budget_with_a_timer_whose_period_is_unknown_says_so(tmp_path)
     out = _preflight(tmp_path, minibus_certs_outage_budget="6h", minibus_certs_timer_on_calendar="Mon *:00")
     assert out.returncode != 0 and "Traceback" not in out.stdout, out.stdout
     assert "minibus_certs_timer_on_calendar 'Mon *:00' is not a form whose period can be computed" in out.stdout
+
+
+@pytest.mark.parametrize("url", [["https://v1.example.org:8200", "https://v2.example.org:8200"],
+                                 "https://v1.example.org:8200, https://v2.example.org:8200"])
+def test_several_vault_addresses_pass(tmp_path, url):
+    out = _preflight(tmp_path, minibus_certs_vault_url=url)
+    assert out.returncode == 0, out.stdout[-3000:]
+
+
+@pytest.mark.parametrize("url,sentence", [
+    (["https://v1.example.org:8200", "http://v2.example.org:8200"], "plain http:// address (http://v2.example.org:8200)"),
+    (["https://v1.example.org:8200", "v2.example.org:8200"], "must be the Vault/OpenBao URL"),
+])
+def test_a_bad_address_among_several_is_refused(tmp_path, url, sentence):
+    out = _preflight(tmp_path, minibus_certs_vault_url=url)
+    assert out.returncode != 0 and sentence in out.stdout, out.stdout[-3000:]
