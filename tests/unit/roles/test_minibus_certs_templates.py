@@ -53,6 +53,21 @@ def test_renewer_config_leaves_unset_numbers_out_and_pins_the_root():
     assert "ca_path" not in config and "allow_insecure_http" not in config
 
 
+def test_renewer_config_carries_the_timer_for_the_outage_budget(tmp_path):
+    """The renewer states the outage budget of the timer the role installs (--status), from renewer.json."""
+    from ansible_collections.minibus.pki.plugins.module_utils import renewer
+    rendered = _render("renewer.json.j2", minibus_certs_timer_on_calendar="hourly",
+                       minibus_certs_timer_randomized_delay="10min")
+    config = json.loads(rendered)
+    assert config["timer_on_calendar"] == "hourly" and config["timer_randomized_delay"] == "10min"
+    path = tmp_path / "renewer.json"
+    path.write_text(rendered)
+    params = renewer.load_config(str(path))
+    assert renewer._outage_budget(params) == {  # pylint: disable=protected-access
+        "outage_budget_seconds": 8 * 3600 - 2 * (3600 + 600 + 60),
+        "outage_budget": "survives a Vault outage of up to 5h38m"}
+
+
 def _self_signed(directory):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, u"root")])
