@@ -24,7 +24,7 @@ from .errors import InvalidInput, MinibusError
 AUDIT_SPEC = dict(
     approle_names=dict(type="list", elements="str",
                        default=["minibus-generate-sign-server-keys", "minibus-log-server"]),
-    secret_id_mount_points=dict(type="list", elements="str", default=["approle", "minibus-bootstrap"]),
+    secret_id_mount_points=dict(type="list", elements="str", default=["approle", "minibus-bootstrap"], no_log=False),
     engine_mount_point=dict(type="str", default="pki_int"),
     hosts=dict(type="list", elements="dict", required=True),
     certificate_limit=dict(type="int", default=500),

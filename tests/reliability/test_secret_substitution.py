@@ -45,7 +45,7 @@ def test_a_wrapping_token_minted_with_a_host_credential_is_refused_at_bootstrap(
     thief = _thief_token(vault, victim)
     # The same creation path the broker used before the bootstrap mount existed.
     handed, kept = (vault.mint_wrapped(token=thief, mount=RENEWAL_MOUNT, metadata={"host": "host1.minibus.test"})
-                    for _ in range(2))
+                    for _attempt in range(2))
 
     new_host = str(tmp_path / "new-host")
     os.makedirs(new_host)
