@@ -379,10 +379,11 @@ def mint_bootstrap_secret_id(client, token, approle_name, bootstrap_mount_point=
         if exc.status not in (403, 404):
             raise
         raise MinibusError(
-            "Vault refused minting a bootstrap secret id at %s (%s): the broker token needs the minibus-broker "
+            "Vault %s minting a bootstrap secret id at %s (HTTP %d): the broker token needs the minibus-broker "
             "policy, and a Vault bootstrapped by an older minibus.pki has no %s mount yet, so re-run "
-            "vault_bootstrap.yml." % (secret_id_path(bootstrap_mount_point, approle_name),
-                                      "HTTP %d" % exc.status, bootstrap_mount_point), exc.status, exc.vault_errors)
+            "vault_bootstrap.yml." % ("denied permission for" if exc.status == 403 else "has nothing for",
+                                      secret_id_path(bootstrap_mount_point, approle_name), exc.status,
+                                      bootstrap_mount_point), exc.status, exc.vault_errors)
 
 
 def revoke_self(client, token):
