@@ -39,8 +39,9 @@ options:
     description:
       - A response-wrapping token that holds the secret id.
       - It is looked up first and refused unless its creation path is exactly
-        C(auth/<auth_mount_point>/role/<approle_name>/secret-id); only then is it unwrapped.
-        Needs O(approle_name); a token minted for any other AppRole role on the mount is refused.
+        C(auth/<bootstrap_mount_point>/role/<approle_name>/secret-id), the mount only the broker mints on;
+        only then is it unwrapped, and the login uses that mount. Needs O(approle_name); a token minted for any
+        other AppRole role, or on O(auth_mount_point) (where host credentials can mint), is refused.
     type: str
   approle_name:
     description:
@@ -50,9 +51,18 @@ options:
     type: str
   auth_mount_point:
     description:
-      - Where the AppRole auth method is mounted.
+      - Where the AppRole auth method is mounted for logins with a plain O(secret_id) or a stored one (the
+        renewal mount), and where a host mints its own next secret id.
     type: str
     default: approle
+  bootstrap_mount_point:
+    description:
+      - The AppRole mount of bootstrap secret ids (vault_bootstrap.yml makes it, with roles of the same names and
+        role ids as on O(auth_mount_point)); only the broker may mint there, host tokens may not.
+      - A O(secret_id_wrapping_token) must have been minted there, and the lookup M(minibus.pki.vault_secret_id)
+        mints there. A Vault bootstrapped by an older minibus.pki lacks this mount; re-run vault_bootstrap.yml.
+    type: str
+    default: minibus-bootstrap
 notes:
   - Give either O(token) or AppRole credentials (O(role_id) with O(secret_id) or O(secret_id_wrapping_token)).
   - A token obtained through AppRole is revoked (C(auth/token/revoke-self)) before the plugin returns,

@@ -15,6 +15,9 @@ description:
   - For each AppRole role name in the terms, asks Vault for a new secret id, response-wrapped, and returns the
     wrapping token. The secret id itself never appears on the controller; the host unwraps it after checking
     the token's creation path (M(minibus.pki.vault_pki_issue) does that).
+  - The secret id is minted on the bootstrap mount O(bootstrap_mount_point) (C(auth/minibus-bootstrap/role/<name>/secret-id)),
+    where only the broker may mint; hosts accept nothing else at bootstrap. O(auth_mount_point) is only where the
+    lookup itself logs in with AppRole credentials, if it is given some.
   - Runs on the controller (AWX acts as the broker), so the connection options and environment fallbacks apply
     there, for example E(VAULT_ADDR) and E(VAULT_TOKEN) injected by an AWX credential.
   - The wrapping token is single-use and lives O(wrap_ttl); it is a secret, so tasks using it should be
@@ -90,7 +93,7 @@ try:
     from ansible_collections.minibus.pki.plugins.module_utils.options import (
         AUTH_SPEC, CONNECTION_SPEC, connection_warnings, resolve_env, validate_auth, validate_connection)
     from ansible_collections.minibus.pki.plugins.module_utils.vault import (
-        HVAC_IMPORT_ERROR, authenticate, client_from_options, mint_wrapped_secret_id, revoke_self)
+        HVAC_IMPORT_ERROR, authenticate, client_from_options, mint_bootstrap_secret_id, revoke_self)
 except ImportError as exc:  # pragma: no cover - the collection is broken, not the user's input
     raise AnsibleError("minibus.pki is incompletely installed: %s" % exc)
 
@@ -117,9 +120,9 @@ class LookupModule(LookupBase):
                 display.warning("minibus.pki.vault_secret_id: %s" % warning)
             client = client_from_options(params)
             session = authenticate(client, params)
-            return [mint_wrapped_secret_id(client, session.token, name, params["auth_mount_point"],
-                                           self.get_option("wrap_ttl"), self.get_option("metadata"),
-                                           self.get_option("cidr_list"))["token"]
+            return [mint_bootstrap_secret_id(client, session.token, name, params["bootstrap_mount_point"],
+                                             self.get_option("wrap_ttl"), self.get_option("metadata"),
+                                             self.get_option("cidr_list"))["token"]
                     for name in names]
         except MinibusError as exc:
             raise AnsibleLookupError(exc.message)

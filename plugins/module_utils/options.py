@@ -40,6 +40,9 @@ AUTH_SPEC = dict(
     secret_id_wrapping_token=dict(type="str", no_log=True),
     approle_name=dict(type="str"),
     auth_mount_point=dict(type="str", default="approle"),
+    # Where a host's first (bootstrap) secret id comes from: a mount only the broker mints on, so a
+    # wrapping token minted with a host's credentials (on auth_mount_point) is refused at bootstrap.
+    bootstrap_mount_point=dict(type="str", default="minibus-bootstrap"),
 )
 
 # The one table of environment fallbacks: the first variable that is set wins. VAULT_* first so an

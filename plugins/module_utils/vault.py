@@ -644,6 +644,23 @@ def mint_wrapped_secret_id(client, token, approle_name, auth_mount_point="approl
     return wrap_info
 
 
+def mint_bootstrap_secret_id(client, token, approle_name, bootstrap_mount_point="minibus-bootstrap",
+                             wrap_ttl="120s", metadata=None, cidr_list=None):
+    """The broker's mint: a wrapped secret id on the bootstrap mount, the only one hosts accept at bootstrap."""
+    try:
+        return mint_wrapped_secret_id(client, token, approle_name, bootstrap_mount_point, wrap_ttl, metadata,
+                                      cidr_list)
+    except MinibusError as exc:
+        if exc.status not in (403, 404):
+            raise
+        raise MinibusError(
+            "Vault %s minting a bootstrap secret id at %s (HTTP %d): the broker token needs the minibus-broker "
+            "policy, and a Vault bootstrapped by an older minibus.pki has no %s mount yet, so re-run "
+            "vault_bootstrap.yml." % ("denied permission for" if exc.status == 403 else "has nothing for",
+                                      secret_id_path(bootstrap_mount_point, approle_name), exc.status,
+                                      bootstrap_mount_point), exc.status, exc.vault_errors)
+
+
 def revoke_self(client, token):
     client.request("POST", "auth/token/revoke-self", token=token, what="revoking the token")
 

@@ -39,6 +39,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
 BIN_DIR = os.path.dirname(os.path.abspath(sys.executable))
 APPROLE_NAME = "minibus-generate-sign-server-keys"
 ROLE_ID = "minibus/csr"
+RENEWAL_MOUNT = "approle"
+BOOTSTRAP_MOUNT = "minibus-bootstrap"
 ROOT_TOKEN = "root"
 
 # --- make ansible_collections.minibus.pki importable (and give ansible a collections path) -------
@@ -126,10 +128,10 @@ class Vault(object):
             assert response.status_code in expect, (path, response.status_code, response.text)
         return response.json() if response.content else None
 
-    def mint_wrapped(self, wrap_ttl="60s"):
-        """A response-wrapped secret id from the broker (what the role's lookup does)."""
-        body = self.api("POST", "auth/approle/role/%s/secret-id" % APPROLE_NAME, token=self.broker_token,
-                        json_body={}, wrap_ttl=wrap_ttl)
+    def mint_wrapped(self, wrap_ttl="60s", token=None, mount=BOOTSTRAP_MOUNT, metadata=None):
+        """A response-wrapped secret id, by default from the broker on the bootstrap mount (what the role's lookup does)."""
+        body = self.api("POST", "auth/%s/role/%s/secret-id" % (mount, APPROLE_NAME), token=token or self.broker_token,
+                        json_body={"metadata": json.dumps(metadata)} if metadata else {}, wrap_ttl=wrap_ttl)
         return body["wrap_info"]["token"]
 
     def unwrap(self, wrapping_token):

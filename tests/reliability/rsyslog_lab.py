@@ -151,7 +151,7 @@ class Host(object):
         """The role's first run: vault_pki_issue with a wrapped secret id the broker minted for this host's AppRole."""
         os.makedirs(os.path.join(self.dir, "state"))
         ident = self.identity(vault)
-        wrapped = vault.api("POST", "auth/approle/role/%s/secret-id" % ident["approle_name"], token=vault.broker_token,
+        wrapped = vault.api("POST", "auth/minibus-bootstrap/role/%s/secret-id" % ident["approle_name"], token=vault.broker_token,
                             json_body={}, wrap_ttl="60s")["wrap_info"]["token"]
         options = self.renewer_options(vault, self.first_ttl)
         params = host_params(vault, self.dir, secret_id_wrapping_token=wrapped, **options)

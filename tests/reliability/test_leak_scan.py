@@ -117,7 +117,7 @@ PLAY = textwrap.dedent("""\
         - name: Unwrap another one
           minibus.pki.vault_unwrap:
             wrapping_token: "{{ lookup('minibus.pki.vault_secret_id', '%(approle)s', url=__url, token=__broker) }}"
-            expected_creation_path: auth/approle/role/%(approle)s/secret-id
+            expected_creation_path: auth/minibus-bootstrap/role/%(approle)s/secret-id
           register: unwrapped
           no_log: true
 

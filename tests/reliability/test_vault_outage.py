@@ -11,6 +11,8 @@ import time
 import pytest
 
 from conftest import (
+    RENEWAL_MOUNT,
+    ROOT_TOKEN,
     assert_host_consistent,
     bootstrap_host,
     free_port,
@@ -99,7 +101,8 @@ def test_replayed_secret_id_is_one_clear_line_and_marked_consumed(vault, host_di
     bootstrap_host(vault, host_dir)
     config = write_renewer_config(vault, host_dir)
     before_cert = cert_bytes(host_dir)
-    used = vault.unwrap(vault.mint_wrapped())["secret_id"]
+    # a renewal-mount secret id, what the store holds
+    used = vault.unwrap(vault.mint_wrapped(token=ROOT_TOKEN, mount=RENEWAL_MOUNT))["secret_id"]
     vault.login(used)  # spends it
     secret_store.save(paths(host_dir)["secret_id_store"], used)
     assert store_record(host_dir)["state"] == "ready"

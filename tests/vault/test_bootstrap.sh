@@ -95,40 +95,52 @@ role_id=$(bao read -format=json auth/approle/role/minibus-generate-sign-server-k
 if [[ "$role_id" == "minibus/csr" ]]; then ok "AppRole role id is minibus/csr"; else not_ok "AppRole role id is minibus/csr" "got: $role_id"; fi
 log_role_id=$(bao read -format=json auth/approle/role/minibus-log-server/role-id | jq -r .data.role_id)
 check "log server AppRole minibus-log-server has role id minibus/csr-log-server" test "$log_role_id" == "minibus/csr-log-server"
+boot_ids=$(for r in minibus-generate-sign-server-keys minibus-log-server; do
+    bao read -format=json "auth/minibus-bootstrap/role/$r/role-id" | jq -r .data.role_id; done | tr '\n' ' ')
+check "bootstrap mount minibus-bootstrap holds the same AppRole roles and role ids: $boot_ids" \
+    test "$boot_ids" == "minibus/csr minibus/csr-log-server "
 
 # How a broker token is made (documented in playbooks/vault_bootstrap.yml):
 broker=$(bao token create -policy=minibus-broker -ttl=1h -format=json | jq -r .auth.client_token)
+# renewal mount (host tokens mint their next secret id here) and bootstrap mount (only the broker)
 sid_path=auth/approle/role/minibus-generate-sign-server-keys/secret-id
 log_sid_path=auth/approle/role/minibus-log-server/secret-id
+boot_sid_path=auth/minibus-bootstrap/role/minibus-generate-sign-server-keys/secret-id
 
 # new_host_token [APPROLE ROLE_ID]: what one host holds after its bootstrap: the broker mints a
-# wrapped secret id, the host unwraps it and logs in. Prints the host token ("none" on failure).
+# wrapped secret id on the bootstrap mount, the host unwraps it and logs in there. Prints the host
+# token ("none" on failure).
 new_host_token() {
     local approle=${1:-minibus-generate-sign-server-keys} rid=${2:-minibus/csr} w sid
-    w=$(as "$broker" write -format=json -wrap-ttl=5m -force "auth/approle/role/$approle/secret-id" 2>/dev/null |
+    w=$(as "$broker" write -format=json -wrap-ttl=5m -force "auth/minibus-bootstrap/role/$approle/secret-id" 2>/dev/null |
         jq -r '.wrap_info.token // empty')
     sid=$(as "$w" unwrap -format=json 2>/dev/null | jq -r '.data.secret_id // empty')
-    bao write -format=json auth/approle/login role_id="$rid" secret_id="$sid" 2>/dev/null |
+    bao write -format=json auth/minibus-bootstrap/login role_id="$rid" secret_id="$sid" 2>/dev/null |
         jq -r '.auth.client_token // "none"'
 }
 
-wrapped=$(as "$broker" write -format=json -wrap-ttl=5m -force "$sid_path" 2>"$work/wrap.err")
+wrapped=$(as "$broker" write -format=json -wrap-ttl=5m -force "$boot_sid_path" 2>"$work/wrap.err")
 creation_path=$(jq -r '.wrap_info.creation_path // empty' <<<"$wrapped")
 wrap_token=$(jq -r '.wrap_info.token // empty' <<<"$wrapped")
-if [[ "$creation_path" == "$sid_path" ]]; then
-    ok "broker mints a wrapped secret id; creation_path=$creation_path"
+if [[ "$creation_path" == "$boot_sid_path" ]]; then
+    ok "broker mints a wrapped secret id on the bootstrap mount; creation_path=$creation_path"
 else
-    not_ok "broker mints a wrapped secret id; creation_path=$sid_path" "got: '${creation_path}' $(cat "$work/wrap.err")"
+    not_ok "broker mints a wrapped secret id; creation_path=$boot_sid_path" "got: '${creation_path}' $(cat "$work/wrap.err")"
+fi
+if as "$broker" write -format=json -wrap-ttl=5m -force "$sid_path" >"$work/broker-renewal.out" 2>&1; then
+    not_ok "broker cannot mint on the renewal mount ($sid_path)"
+else
+    ok "broker cannot mint on the renewal mount ($sid_path)"
 fi
 
-if as "$broker" write -force "$sid_path" >"$work/unwrapped.out" 2>&1; then
+if as "$broker" write -force "$boot_sid_path" >"$work/unwrapped.out" 2>&1; then
     not_ok "broker cannot mint an unwrapped secret id (min_wrapping_ttl)"
 else
     ok "broker cannot mint an unwrapped secret id (min_wrapping_ttl)"
 fi
 
 lookup_path=$(as "$broker" write -format=json sys/wrapping/lookup token="$wrap_token" 2>&1 | jq -r '.data.creation_path // empty')
-if [[ "$lookup_path" == "$sid_path" ]]; then ok "broker can look up the wrapping token"; else not_ok "broker can look up the wrapping token"; fi
+if [[ "$lookup_path" == "$boot_sid_path" ]]; then ok "broker can look up the wrapping token"; else not_ok "broker can look up the wrapping token"; fi
 
 if as "$broker" read pki_int/roles/minibus-server >/dev/null 2>&1; then
     not_ok "broker cannot read the PKI role (least privilege)"
@@ -137,7 +149,7 @@ else
 fi
 
 secret_id=$(as "$wrap_token" unwrap -format=json 2>/dev/null | jq -r '.data.secret_id // empty')
-login() { bao write -format=json auth/approle/login role_id="$role_id" secret_id="$secret_id" 2>"$work/login.err"; }
+login() { bao write -format=json auth/minibus-bootstrap/login role_id="$role_id" secret_id="$secret_id" 2>"$work/login.err"; }
 host_token=$(login | jq -r '.auth.client_token // empty')
 if [[ -n "$secret_id" && -n "$host_token" ]]; then
     ok "AppRole login with the unwrapped secret id works"
@@ -155,7 +167,15 @@ policies=$(as "$host_token" token lookup -format=json 2>/dev/null | jq -c '.data
 check "host token carries policies [default, minibus-host]: $policies" test "$policies" == '["default","minibus-host"]'
 
 next=$(as "$host_token" write -format=json -wrap-ttl=5m -force "$sid_path" 2>&1 | jq -r '.wrap_info.creation_path // empty')
-check "host token mints its own next wrapped secret id" test "$next" == "$sid_path"
+check "host token (bootstrap login) mints its own next wrapped secret id on the renewal mount" test "$next" == "$sid_path"
+# A host token must not mint where hosts accept a bootstrap secret id (a substitute would pass);
+# a token of its own, since refused requests spend the 5 uses too.
+host_token_b=$(new_host_token)
+if as "$host_token_b" write -format=json -wrap-ttl=5m -force "$boot_sid_path" >"$work/host-boot.out" 2>&1; then
+    not_ok "host token cannot mint on the bootstrap mount ($boot_sid_path)"
+else
+    ok "host token cannot mint on the bootstrap mount: $(grep -o 'permission denied' "$work/host-boot.out" | head -1)"
+fi
 
 if as "$host_token" list auth/approle/role >/dev/null 2>&1; then
     not_ok "host token cannot list AppRole roles (least privilege)"
@@ -345,25 +365,25 @@ login_with() {
     sid=$(jq -r '.data.secret_id // empty' <<<"$u")
     acc=$(jq -r '.data.secret_id_accessor // empty' <<<"$u")
     [[ -n "$sid" ]] || return 1
-    bao write -format=json auth/approle/login role_id=minibus/csr secret_id="$sid" >"$work/login2.out" 2>&1 || return 1
+    bao write -format=json auth/minibus-bootstrap/login role_id=minibus/csr secret_id="$sid" >"$work/login2.out" 2>&1 || return 1
     echo "$acc"
 }
 w=$(mint_lookup "metadata={'host': 'host7.minibus.test'}")
 # look up the metadata before logging in (a single-use secret id is gone after its login)
 u=$(as "$w" unwrap -format=json 2>/dev/null)
 acc=$(jq -r '.data.secret_id_accessor // empty' <<<"$u")
-meta=$(bao write -format=json auth/approle/role/minibus-generate-sign-server-keys/secret-id-accessor/lookup \
+meta=$(bao write -format=json auth/minibus-bootstrap/role/minibus-generate-sign-server-keys/secret-id-accessor/lookup \
     secret_id_accessor="$acc" 2>/dev/null | jq -c '.data.metadata')
 check "a secret id minted by the lookup carries metadata naming the host: $meta" test "$meta" == '{"host":"host7.minibus.test"}'
 # docs/design.md: live secret-id accessors, one line per accessor with the host it was minted for
-live=$(bao list -format=json auth/approle/role/minibus-generate-sign-server-keys/secret-id | jq -r '.[]' |
+live=$(bao list -format=json auth/minibus-bootstrap/role/minibus-generate-sign-server-keys/secret-id | jq -r '.[]' |
     while read -r a; do
-        bao write -format=json auth/approle/role/minibus-generate-sign-server-keys/secret-id-accessor/lookup \
+        bao write -format=json auth/minibus-bootstrap/role/minibus-generate-sign-server-keys/secret-id-accessor/lookup \
             secret_id_accessor="$a" | jq -r '.data.metadata.host // "-"'
     done | sort | uniq -c | tr -s ' ' | tr '\n' ';')
 check "the live accessors listing names the host: $live" grep -q 'host7.minibus.test' <<<"$live"
 # the audit log names the host at login (auth.metadata is not HMAC'd, unlike request data)
-bao write -format=json auth/approle/login role_id=minibus/csr secret_id="$(jq -r '.data.secret_id' <<<"$u")" >/dev/null 2>&1
+bao write -format=json auth/minibus-bootstrap/login role_id=minibus/csr secret_id="$(jq -r '.data.secret_id' <<<"$u")" >/dev/null 2>&1
 check "the audit log names the host of a login: $(grep -c 'host7.minibus.test' "$work/bao/audit.log") line(s)" \
     grep -q '"host":"host7.minibus.test"' "$work/bao/audit.log"
 
@@ -421,10 +441,10 @@ site_run() {
 }
 control=$(site_run "$work/direct.yml" "$work/direct.log")
 check "control: without site.yml, the injected fact picks the AppRole: $control" \
-    grep -q 'minted-at=auth/approle/role/minibus-log-server/secret-id' <<<"$control"
+    grep -q 'minted-at=auth/minibus-bootstrap/role/minibus-log-server/secret-id' <<<"$control"
 viasite=$(site_run "$coll/playbooks/site.yml" "$work/site.log")
 check "site.yml: a host fact minibus_certs_approle_name=minibus-log-server changes nothing: $viasite" \
-    test "$viasite" == "minted-at=auth/approle/role/minibus-generate-sign-server-keys/secret-id pki_role=minibus-server role_id=minibus/csr"
+    test "$viasite" == "minted-at=auth/minibus-bootstrap/role/minibus-generate-sign-server-keys/secret-id pki_role=minibus-server role_id=minibus/csr"
 export ANSIBLE_COLLECTIONS_PATH="$work/repo-coll"
 
 
@@ -459,8 +479,20 @@ refused "per host: a client's certificate passes purpose sslserver" \
 export ANSIBLE_COLLECTIONS_PATH="$work/coll"
 perhost=$(site_run "$coll/playbooks/site.yml" "$work/site-per-host.log" -e minibus_site_per_host_identity=true)
 check "site.yml per host: the controller mints for the inventory name, whatever the facts say: $perhost" test "$perhost" == \
-    "minted-at=auth/approle/role/minibus-host-evil.minibus.test/secret-id pki_role=minibus-host-evil.minibus.test role_id=minibus/csr/evil.minibus.test"
+    "minted-at=auth/minibus-bootstrap/role/minibus-host-evil.minibus.test/secret-id pki_role=minibus-host-evil.minibus.test role_id=minibus/csr/evil.minibus.test"
 export ANSIBLE_COLLECTIONS_PATH="$work/repo-coll"
+
+# ------------------------------------------------------------------ the auditor: lists and reads only
+auditor=$(bao token create -policy=minibus-auditor -ttl=10m -format=json | jq -r .auth.client_token)
+check "auditor lists the live secret-id accessors on both mounts" \
+    as "$auditor" list auth/approle/role/minibus-generate-sign-server-keys/secret-id
+check "auditor lists the issued certificates" as "$auditor" list pki_int/certs
+refused "the auditor mints a secret id (bootstrap mount)" as "$auditor" write -wrap-ttl=1m -force "$boot_sid_path"
+refused "the auditor mints a secret id (renewal mount)" as "$auditor" write -wrap-ttl=1m -force "$sid_path"
+refused "the auditor destroys a secret id" as "$auditor" write \
+    auth/approle/role/minibus-generate-sign-server-keys/secret-id-accessor/destroy secret_id_accessor=x
+refused "the auditor signs a certificate" as "$auditor" write -format=json pki_int/issue/minibus-server \
+    common_name=host1.minibus.test key_type=ec key_bits=256
 
 check "audit device writes $work/bao/audit.log" test -s "$work/bao/audit.log"
 

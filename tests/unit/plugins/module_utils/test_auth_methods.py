@@ -64,3 +64,42 @@ def test_token_method_sends_nothing():
     client = vault.VaultClient("https://127.0.0.1:9", retries=0)
     session = vault.authenticate(client, {"auth_method": "token", "token": "hvs.given"})
     assert session.token == "hvs.given" and not session.owned and client.request_count == 0
+
+
+class _WrappingVault(object):
+    """A stand-in client: answers the wrapping lookup with a creation path and records what was asked."""
+
+    def __init__(self, creation_path):
+        self.creation_path = creation_path
+        self.paths = []
+
+    def remember_secret(self, *secrets):
+        pass
+
+    def request(self, method, path, **kwargs):
+        self.paths.append(path)
+        if path == "sys/wrapping/lookup":
+            return {"data": {"creation_path": self.creation_path}}
+        if path == "sys/wrapping/unwrap":
+            return {"data": {"secret_id": "s", "secret_id_accessor": "a"}}
+        return {"auth": {"client_token": "t", "accessor": "x", "policies": ["minibus-host"]}}
+
+
+BOOT = dict(role_id="minibus/csr", approle_name="minibus-csr", secret_id_wrapping_token="w.token",
+            auth_mount_point="approle", bootstrap_mount_point="minibus-bootstrap")
+
+
+def test_a_wrapping_token_from_the_renewal_mount_is_refused_before_the_unwrap():
+    from ansible_collections.minibus.pki.plugins.module_utils.errors import WrappingTokenRejected
+    client = _WrappingVault("auth/approle/role/minibus-csr/secret-id")
+    with pytest.raises(WrappingTokenRejected) as info:
+        _authenticator.authenticate(client, dict(BOOT))
+    assert client.paths == ["sys/wrapping/lookup"]
+    assert "substituted" in info.value.message and "auth/minibus-bootstrap/role/minibus-csr/secret-id" in info.value.message
+
+
+def test_a_bootstrap_token_is_unwrapped_and_logs_in_on_the_bootstrap_mount():
+    client = _WrappingVault("auth/minibus-bootstrap/role/minibus-csr/secret-id")
+    session = _authenticator.authenticate(client, dict(BOOT))
+    assert client.paths == ["sys/wrapping/lookup", "sys/wrapping/unwrap", "auth/minibus-bootstrap/login"]
+    assert session.token == "t"

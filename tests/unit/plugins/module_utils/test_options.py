@@ -73,6 +73,10 @@ def test_env_table_is_ordered_vault_first():
     ({"secret_id_wrapping_token": "w"}, "role_id"),
     ({"role_id": "r", "secret_id": "s", "auth_mount_point": "/approle"}, "auth_mount_point"),
     ({"role_id": "r", "secret_id": "s", "auth_mount_point": ""}, "auth_mount_point"),
+    ({"role_id": "r", "secret_id_wrapping_token": "w", "approle_name": "a", "bootstrap_mount_point": "/b"},
+     "bootstrap_mount_point"),
+    ({"role_id": "r", "secret_id_wrapping_token": "w", "approle_name": "a", "bootstrap_mount_point": ""},
+     "bootstrap_mount_point"),
     ({}, "No Vault credentials"),
     ({"role_id": "r"}, "No Vault credentials"),
     # a wrapping token is unwrapped only for one named AppRole role
