@@ -553,7 +553,7 @@ def secret_id_path(auth_mount_point, approle_name):
 
 
 def approle_login(client, role_id, secret_id, auth_mount_point="approle"):
-    """User story 1: trade role id + single-use secret id for a token."""
+    """AppRole login: trade role id + single-use secret id for a token."""
     client.remember_secret(secret_id)
     body = client.request("POST", "auth/%s/login" % auth_mount_point,
                           data={"role_id": role_id, "secret_id": secret_id},
@@ -655,7 +655,7 @@ def authenticate(client, params):
 
 # --- PKI --------------------------------------------------------------------------------------
 
-# The request names CN and SANs (as the user stories' curl does) while a role with the default
+# The request names CN and SANs (as a plain curl of the sign endpoint does) while a role with the default
 # use_csr_common_name/use_csr_sans takes them from the CSR: the same names, so this is only noise.
 _NOISE_WARNING = re.compile(r"field was provided but the role is set with .use_csr_")
 
@@ -689,7 +689,7 @@ def _explain_pki_refusal(exc, path, data):
 
 def sign_csr(client, token, engine_mount_point, role_name, csr_pem, common_name, alt_names=None, ip_sans=None,
              ttl=None):
-    """User story 3: POST the CSR to <mount>/sign/<role>; the private key never leaves the host."""
+    """Sign: POST the CSR to <mount>/sign/<role>; the private key never leaves the host."""
     data = {"csr": csr_pem, "common_name": common_name, "format": "pem"}
     data.update(_san_fields(alt_names, ip_sans, ttl))
     return _pki_request(client, token, engine_mount_point, role_name, "sign", data)
@@ -697,7 +697,7 @@ def sign_csr(client, token, engine_mount_point, role_name, csr_pem, common_name,
 
 def issue(client, token, engine_mount_point, role_name, common_name, key_type, key_bits, alt_names=None,
           ip_sans=None, ttl=None):
-    """User story 2: Vault makes the key. Type and size are always named (a role with key_type any needs them)."""
+    """Issue: Vault makes the key. Type and size are always named (a role with key_type any needs them)."""
     data = {"common_name": common_name, "format": "pem", "private_key_format": "pkcs8",
             "key_type": key_type, "key_bits": key_bits}
     data.update(_san_fields(alt_names, ip_sans, ttl))
