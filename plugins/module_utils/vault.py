@@ -158,7 +158,7 @@ def _watched_adapter_class(requests_module):
     return HTTPAdapterWithWatch
 
 
-def _SessionThatNeverRedirects():  # noqa: N802 - builds a class instance once requests is imported
+def _session_that_never_redirects():
     """A requests Session that cannot follow a redirect, whatever allow_redirects hvac passes.
 
     (max_redirects=0 would not do: requests then raises TooManyRedirects even with allow_redirects=False,
@@ -254,7 +254,7 @@ class VaultClient:
         self._budget_end = None
         self._secrets = set()
         verify = (ca_cert or True) if validate_certs else False
-        self._session = _SessionThatNeverRedirects()
+        self._session = _session_that_never_redirects()
         self._session.verify = verify
         watched = _HTTPAdapterWithWatch()
         self._session.mount("https://", watched)
@@ -359,10 +359,6 @@ class VaultClient:
                 method, "/v1/" + path, headers=headers, json=data, raise_exception=False, stream=True,
             )
             body = self._read_capped(response, what, address)
-            if watch.fired:  # a shut-down socket can also look like an answer that simply ended
-                raise _Failed(VaultUnreachable("deadline"), secret_safe=False)
-        except _Failed:
-            raise self._deadline_failure(address, what, deadline, by_budget)
         except (requests.exceptions.RequestException, ValueError, OSError) as exc:
             if watch.fired:
                 raise self._deadline_failure(address, what, deadline, by_budget)
@@ -375,6 +371,8 @@ class VaultClient:
             timer.cancel()
             _CURRENT.watch = None
             watch.close()
+        if watch.fired:  # a shut-down socket can also look like an answer that simply ended
+            raise self._deadline_failure(address, what, deadline, by_budget)
         return self._decode(address, response, body, path, what)
 
     def _deadline_failure(self, address, what, deadline, by_budget):

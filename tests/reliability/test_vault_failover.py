@@ -18,11 +18,13 @@ from __future__ import absolute_import, division, print_function
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 
 import pytest
 
-from conftest import ROLE_ID, Vault, host_params, store_record
+from conftest import (APPROLE_NAME, BIN_DIR, ROLE_ID, Vault, clean_env, host_params, run_renewer, store_record,
+                      write_renewer_config)
 from fake_vault import FakeVault
 from ansible_collections.minibus.pki.plugins.module_utils import issuance, vault as core
 from ansible_collections.minibus.pki.plugins.module_utils.errors import MinibusError
@@ -107,3 +109,22 @@ def test_a_login_that_reached_a_node_that_died_is_not_sent_to_the_next(vault, ho
     # never sent to the second address: the secret id still logs in there, once
     assert vault.login(secret_id)["auth"]["client_token"]
     assert os.listdir(host_dir) == []
+
+
+def test_the_renewer_and_the_lookup_take_several_addresses(vault, host_dir):
+    dead = _dead_address()
+    # the renewer: a config whose url lists a dead address first (as the role writes a list)
+    params = host_params(vault, host_dir, url=[dead, vault.url], retries=0,
+                         secret_id_wrapping_token=vault.mint_wrapped())
+    assert issuance.ensure_certificate(params)["issued"]
+    config = write_renewer_config(vault, host_dir, url=[dead, vault.url], retries=0)
+    out = run_renewer(config)
+    assert out.returncode == 0, out.stdout + out.stderr
+    # the lookup on the controller: VAULT_ADDR with a comma-separated list
+    out = subprocess.run(
+        [os.path.join(BIN_DIR, "ansible"), "localhost", "-c", "local", "-i", "localhost,", "-m", "ansible.builtin.debug",
+         "-a", "msg={{ lookup('minibus.pki.vault_secret_id', '%s') | length > 0 }}" % APPROLE_NAME],
+        env=clean_env(VAULT_ADDR="%s,%s" % (dead, vault.url), VAULT_CACERT=vault.ca_cert,
+                      VAULT_TOKEN=vault.broker_token),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=120, check=False)
+    assert out.returncode == 0 and '"msg": true' in out.stdout, out.stdout
