@@ -59,7 +59,7 @@ options:
     description:
       - The AppRole mount of bootstrap secret ids (vault_bootstrap.yml makes it, with roles of the same names and
         role ids as on O(auth_mount_point)); only the broker may mint there, host tokens may not.
-      - A O(secret_id_wrapping_token) must have been minted there, and the lookup M(minibus.pki.vault_secret_id)
+      - A O(secret_id_wrapping_token) must have been minted there, and the lookup P(minibus.pki.vault_secret_id#lookup)
         mints there. A Vault bootstrapped by an older minibus.pki lacks this mount; re-run vault_bootstrap.yml.
     type: str
     default: minibus-bootstrap
