@@ -17,12 +17,31 @@ __metaclass__ = type
 
 import json
 import os
+import resource
+import select
+import signal
+import time
 
 from . import errors
 from .errors import MinibusError
 
+try:
+    import ctypes
+    _LIBC = ctypes.CDLL(None, use_errno=True)
+    _LIBC.prctl  # pylint: disable=pointless-statement
+except (ImportError, OSError, AttributeError):  # not Linux/glibc: the deadline still bounds the child
+    _LIBC = None
+_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE = 1, 4
+
 # A result is a small dict of strings and numbers; anything larger is a bug, not a result.
 _MAX_RESULT_BYTES = 1024 * 1024
+# The child's bounds (docs/design.md, "Bounded reads"): an issuance needs ~100 MiB of address space,
+# writes files of a few KiB and holds a handful of descriptors.
+MAX_ADDRESS_SPACE = 512 * 1024 * 1024
+MAX_FILE_SIZE = 1024 * 1024
+MAX_OPEN_FILES = 256
+# A status read (fact, --status) touches a few small files; callers doing Vault requests pass their own.
+DEFAULT_DEADLINE_SECONDS = 20
 
 
 def needs_drop(uid):
@@ -48,9 +67,16 @@ def drop_to(uid, gid):
 def run_as(uid, gid, func, *args, **kwargs):
     """func(*args, **kwargs) as uid/gid in a forked child; its JSON-able return value, or its MinibusError.
 
+    Keywords taken here, not passed to func: deadline_seconds (wall clock; past it the child is killed
+    with SIGKILL, which also ends a child the account has stopped with SIGSTOP: same uid after the drop,
+    so it may), work (what the sentences call the child's job, "the issuance" by default).
+    The child sets resource limits before it drops privileges, so the account cannot raise them.
+
     The callers import every module they need before calling this: the child may not be able to read
     the files Python was started from (Ansible's AnsiballZ payload lives in root's 0700 temp dir).
     """
+    deadline_seconds = kwargs.pop("deadline_seconds", None) or DEFAULT_DEADLINE_SECONDS
+    work = kwargs.pop("work", None) or "the issuance"
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
@@ -59,11 +85,18 @@ def run_as(uid, gid, func, *args, **kwargs):
         try:
             try:
                 os.chdir("/")
+                limit_resources(deadline_seconds)
                 drop_to(uid, gid)
+                _harden_after_drop()
                 reply = {"result": func(*args, **kwargs)}
             except MinibusError as exc:
                 reply = {"error": exc.message, "type": type(exc).__name__, "status": exc.status,
                          "not_processed": exc.not_processed}
+            except MemoryError:
+                reply = {"error": "%s running as uid %d ran out of its %d MiB of memory; nothing was changed "
+                         "after that point: run again, and look for an oversized file in the store."
+                         % (work[:1].upper() + work[1:], uid, MAX_ADDRESS_SPACE // (1024 * 1024)),
+                         "type": "MinibusError"}
             except BaseException as exc:  # pylint: disable=broad-except
                 reply = {"unexpected": type(exc).__name__}
             data = json.dumps(reply).encode("utf-8")
@@ -75,28 +108,38 @@ def run_as(uid, gid, func, *args, **kwargs):
         finally:
             os._exit(status)  # no atexit handlers, no flush of the parent's buffers
     os.close(write_end)
-    chunks, size = [], 0
+    deadline = time.monotonic() + deadline_seconds
+    chunks, size, timed_out, wait_status = [], 0, False, None
     try:
         while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([read_end], [], [], left)[0]:
+                timed_out = True
+                break
             chunk = os.read(read_end, 65536)
             if not chunk:
                 break
             size += len(chunk)
             if size > _MAX_RESULT_BYTES:
+                chunks = []
                 break
             chunks.append(chunk)
     finally:
         os.close(read_end)
-        _pid, wait_status = os.waitpid(pid, 0)
+        wait_status = _reap(pid, deadline, kill_now=timed_out or size > _MAX_RESULT_BYTES)
     try:
         reply = json.loads(b"".join(chunks).decode("utf-8"))
     except ValueError:
         reply = None
     if not isinstance(reply, dict):
+        if timed_out:
+            raise MinibusError("%s running as uid %d did not finish within %d s (killed); the certificate files "
+                               "are the old set or the new one, never a mix: look for a stopped process or a FIFO "
+                               "in the store, then run again." % (work[:1].upper() + work[1:], uid, deadline_seconds))
         how = ("was killed by signal %d" % os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status)
                else "ended without an answer")
-        raise MinibusError("The issuance running as uid %d %s; the certificate files are the old set or the new "
-                           "one, never a mix: run again." % (uid, how))
+        raise MinibusError("%s running as uid %d %s; the certificate files are the old set or the new "
+                           "one, never a mix: run again." % (work[:1].upper() + work[1:], uid, how))
     if "result" in reply:
         return reply["result"]
     if "error" in reply:
@@ -106,6 +149,45 @@ def run_as(uid, gid, func, *args, **kwargs):
         error = cls(reply["error"], reply.get("status"))
         error.not_processed = bool(reply.get("not_processed"))
         raise error
-    raise MinibusError("The issuance running as uid %d failed with an unexpected %s (a bug: please report it); the "
+    raise MinibusError("%s running as uid %d failed with an unexpected %s (a bug: please report it); the "
                        "certificate files are the old set or the new one, never a mix."
-                       % (uid, reply.get("unexpected")))
+                       % (work[:1].upper() + work[1:], uid, reply.get("unexpected")))
+
+
+def _reap(pid, deadline, kill_now=False):
+    """waitpid for the child, killing it when it is late (a stopped child never exits by itself)."""
+    if not kill_now:
+        while time.monotonic() < deadline:
+            done, wait_status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return wait_status
+            time.sleep(0.01)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    return os.waitpid(pid, 0)[1]
+
+
+def limit_resources(cpu_seconds):
+    """Bounds for the child, set while still root so the account cannot raise them (soft = hard)."""
+    for name, value in (("RLIMIT_AS", MAX_ADDRESS_SPACE), ("RLIMIT_FSIZE", MAX_FILE_SIZE),
+                        ("RLIMIT_NOFILE", MAX_OPEN_FILES), ("RLIMIT_CORE", 0),
+                        ("RLIMIT_CPU", int(cpu_seconds) + 5)):
+        which = getattr(resource, name)
+        _soft, hard = resource.getrlimit(which)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        resource.setrlimit(which, (value, value))
+
+
+def _harden_after_drop():
+    """Not dumpable (the account cannot ptrace the child or read its memory), killed with its parent.
+
+    Both are reset by the kernel at a credential change, hence after the drop. A same-uid SIGSTOP
+    remains possible: the parent's deadline bounds it.
+    """
+    if _LIBC is None:
+        return
+    _LIBC.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

@@ -47,6 +47,64 @@ def _foreign_link(path):
                         "nothing was requested from Vault." % path)
 
 
+# Caps for what the module reads back from disk (docs/design.md, "Bounded reads"): far above any real
+# file of its kind, far below what could hurt the reader.
+MAX_PEM_BYTES = 64 * 1024
+MAX_JSON_BYTES = 64 * 1024
+
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def read_bounded(path, max_bytes, what, missing_ok=False, dir_fd=None, shown=None):
+    """The bytes of the regular file at path, at most max_bytes; one sentence for anything else.
+
+    Opened with O_NOFOLLOW (a symlink at path is refused, never followed), O_NONBLOCK (a FIFO cannot
+    make the open wait for a writer) and O_CLOEXEC; fstat must say regular file (no FIFO, device or
+    directory), and no more than max_bytes + 1 bytes are ever read. what names the file in the sentence
+    ("certificate", "renewer state file"). missing_ok: None instead of an error when nothing is there.
+    dir_fd: path is relative to this open directory (the store's walk, CertStore.read); shown: the path
+    named in sentences then.
+    """
+    shown = shown or path
+    try:
+        fd = os.open(path, _READ_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR) and missing_ok:
+            return None
+        if exc.errno == errno.ELOOP:
+            raise MinibusError("The %s %s is a symbolic link the module did not make: remove it (and find out who "
+                               "planted it); nothing was read from it." % (what, shown))
+        raise MinibusError("Could not read the %s %s (%s): run as a user that can read it."
+                           % (what, shown, os.strerror(exc.errno)))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise MinibusError("The %s %s is not a regular file (a FIFO, device or directory): remove it (and find "
+                               "out who put it there); nothing was read from it." % (what, shown))
+        if st.st_size > max_bytes:
+            raise _too_large(what, shown, max_bytes)
+        chunks, size = [], 0
+        while size <= max_bytes:
+            chunk = os.read(fd, min(65536, max_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > max_bytes:  # grew while we read
+            raise _too_large(what, shown, max_bytes)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise MinibusError("Could not read the %s %s (%s): run as a user that can read it."
+                           % (what, shown, os.strerror(exc.errno)))
+    finally:
+        os.close(fd)
+
+
+def _too_large(what, path, max_bytes):
+    return MinibusError("The %s %s is larger than %d KiB, more than any real one: remove it (and find out who put "
+                        "it there); nothing was read from it." % (what, path, max_bytes // 1024))
+
+
 def _fsync_dir(path):
     fd = os.open(path, os.O_RDONLY)
     try:

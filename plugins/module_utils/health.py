@@ -101,7 +101,8 @@ def _as_owner(params, func, now):
         gid = p["gid"]
         if gid == -1:
             gid = _primary_gid(p["uid"], params.get("owner"))
-        return _privdrop.run_as(p["uid"], gid, func, dict(params, owner=None, group=None), now)
+        return _privdrop.run_as(p["uid"], gid, func, dict(params, owner=None, group=None), now,
+                                deadline_seconds=_privdrop.DEFAULT_DEADLINE_SECONDS, work="the status check")
     return func(params, now)
 
 

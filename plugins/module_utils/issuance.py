@@ -137,6 +137,25 @@ def plan(p, now=None):
     return decision, secret_problem
 
 
+# Vault requests of one issuance at most (lookups, unwraps, login, mint, sign, revoke), and the wait for
+# another run's store lock (files.exclusive_lock).
+_MAX_REQUESTS = 10
+_LOCK_WAIT_SECONDS = 60
+
+
+def issuance_deadline(p, check_mode=False):
+    """Wall-clock bound of one issuance run as the owner: every request's timeout and retries, plus the lock.
+
+    Check mode makes no request: the status bound (_privdrop.DEFAULT_DEADLINE_SECONDS) applies.
+    """
+    if check_mode:
+        return _privdrop.DEFAULT_DEADLINE_SECONDS
+    timeout = int(p.get("timeout") or 30)
+    retries = 3 if p.get("retries") is None else int(p["retries"])
+    per_request = timeout * (retries + 1) + 5 * retries  # vault.VaultClient backs off at most 5 s a retry
+    return _LOCK_WAIT_SECONDS + _MAX_REQUESTS * per_request + _privdrop.DEFAULT_DEADLINE_SECONDS
+
+
 def ensure_certificate(params, check_mode=False, now=None):
     """Run the whole flow. params: connection + authentication + certificate options (env already resolved).
 
@@ -155,7 +174,8 @@ def ensure_certificate(params, check_mode=False, now=None):
                 raise InvalidInput("owner %s has no account on this host to take a group from: set group too."
                                    % p.get("owner"))
         result = _privdrop.run_as(p["uid"], gid, _ensure, dict(p, uid=-1, gid=-1, privileges_dropped=True),
-                                  check_mode, now)
+                                  check_mode, now, deadline_seconds=issuance_deadline(p, check_mode),
+                                  work="the check-mode plan" if check_mode else "the issuance")
         result["privileges_dropped"] = True
         return result
     return _ensure(p, check_mode, now)
