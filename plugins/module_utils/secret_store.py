@@ -17,7 +17,6 @@ __metaclass__ = type
 import datetime
 import json
 
-from .errors import MinibusError
 from .files import MAX_JSON_BYTES, read_bounded, write_file_atomic
 
 READY, IN_USE, CONSUMED = "ready", "in-use", "consumed"
