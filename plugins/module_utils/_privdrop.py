@@ -50,7 +50,8 @@ _LAZY_MODULES = ("_strptime", "encodings.idna", "encodings.latin_1", "encodings.
                  "cryptography.hazmat.backends.openssl", "cryptography.hazmat.bindings.openssl.binding")
 # Libraries whose directories the child may still read from (data files such as certifi's CA bundle,
 # or a lazy import not measured): the account must be able to enter them.
-_LIBRARIES = ("os", "json", "hvac", "requests", "urllib3", "certifi", "idna", "charset_normalizer", "cryptography")
+_LIBRARIES = ("os", "json", "_ssl", "_hashlib", "hvac", "requests", "urllib3", "certifi", "idna",
+              "charset_normalizer", "cryptography")
 # A status read (fact, --status) touches a few small files; callers doing Vault requests pass their own.
 DEFAULT_DEADLINE_SECONDS = 20
 
