@@ -243,7 +243,9 @@ class RenewerHost(object):
         os.mkdir(self.root_only, 0o700)
         self.root_state = os.path.join(self.root_only, "state.json")
         with open(self.root_state, "w") as handle:
-            json.dump({"last_result": "ok", "last_message": ROOT_SECRET, "renewals_total": 7}, handle)
+            # Fields a renewer run keeps (record_attempt rewrites only the ones it sets).
+            json.dump({"last_result": "ok", "last_failure": ROOT_SECRET, "note": ROOT_SECRET, "renewals_total": 7},
+                      handle)
         os.chmod(self.root_state, 0o600)
         self.state_file = os.path.join(self.state, "renewer-state.json")
         config = dict(url=vault.url, ca_cert=self.ca_cert, trust_anchor_path=self.anchor, role_id="minibus/csr",
