@@ -112,8 +112,8 @@ def run_as(uid, gid, func, *args, **kwargs):
                 reply = {"error": exc.message, "type": type(exc).__name__, "status": exc.status,
                          "not_processed": exc.not_processed}
             except MemoryError:
-                reply = {"error": "%s running as uid %d ran out of its %d MiB of memory; nothing was changed "
-                         "after that point: run again, and look for an oversized file in the store."
+                reply = {"error": "%s running as uid %d ran out of its %d MiB of memory; the certificate files "
+                         "are the old set or the new one, never a mix: look for an oversized file in the store."
                          % (work[:1].upper() + work[1:], uid, MAX_ADDRESS_SPACE // (1024 * 1024)),
                          "type": "MinibusError"}
             except BaseException as exc:  # pylint: disable=broad-except
@@ -153,8 +153,8 @@ def run_as(uid, gid, func, *args, **kwargs):
     if not isinstance(reply, dict):
         if timed_out:
             raise MinibusError("%s running as uid %d did not finish within %d s (killed); the certificate files "
-                               "are the old set or the new one, never a mix: look for a stopped process or a FIFO "
-                               "in the store, then run again." % (work[:1].upper() + work[1:], uid, deadline_seconds))
+                               "are the old set or the new one, never a mix: look for a stopped process of that "
+                               "account or a Vault that does not answer, then run again." % (work[:1].upper() + work[1:], uid, deadline_seconds))
         how = ("was killed by signal %d" % os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status)
                else "ended without an answer")
         raise MinibusError("%s running as uid %d %s; the certificate files are the old set or the new "

@@ -103,7 +103,7 @@ def _as_account(params, args):
             return _run(params, args)
         uid, gid = owner_ids(params["owner"], params.get("group"))
         deadline = (_privdrop.DEFAULT_DEADLINE_SECONDS if args.check or args.status
-                    else issuance_deadline(dict(params, timeout=params.get("timeout"))) + 20)
+                    else issuance_deadline(params) + 20)
         if not (args.check or args.status):
             vault.preload()
         code, out, err = _privdrop.run_as(uid, gid, _captured, dict(params, owner=None, group=None), vars(args),
