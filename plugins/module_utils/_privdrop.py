@@ -15,14 +15,45 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import importlib
 import json
 import os
+import pwd
+import resource
+import sys
+import select
+import signal
+import time
 
 from . import errors
 from .errors import MinibusError
 
+try:
+    import ctypes
+    _LIBC = ctypes.CDLL(None, use_errno=True)
+    _LIBC.prctl  # pylint: disable=pointless-statement
+except (ImportError, OSError, AttributeError):  # not Linux/glibc: the deadline still bounds the child
+    _LIBC = None
+_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE = 1, 4
+
 # A result is a small dict of strings and numbers; anything larger is a bug, not a result.
 _MAX_RESULT_BYTES = 1024 * 1024
+# The child's bounds (docs/design.md, "Bounded reads"): an issuance needs ~100 MiB of address space,
+# writes files of a few KiB and holds a handful of descriptors.
+MAX_ADDRESS_SPACE = 512 * 1024 * 1024
+MAX_FILE_SIZE = 1024 * 1024
+MAX_OPEN_FILES = 256
+# Imported at first use by the standard library, requests and cryptography (time.strptime, requests'
+# netrc lookup, cryptography's OpenSSL backend): imported before the fork, since the account may not be
+# able to read the files they come from. Measured by diffing sys.modules around a dropped issuance.
+_LAZY_MODULES = ("_strptime", "encodings.idna", "encodings.latin_1", "encodings.ascii", "netrc", "shlex",
+                 "cryptography.hazmat.backends.openssl", "cryptography.hazmat.bindings.openssl.binding")
+# Libraries whose directories the child may still read from (data files such as certifi's CA bundle,
+# or a lazy import not measured): the account must be able to enter them.
+_LIBRARIES = ("os", "json", "_ssl", "_hashlib", "hvac", "requests", "urllib3", "certifi", "idna",
+              "charset_normalizer", "cryptography")
+# A status read (fact, --status) touches a few small files; callers doing Vault requests pass their own.
+DEFAULT_DEADLINE_SECONDS = 20
 
 
 def needs_drop(uid):
@@ -48,9 +79,22 @@ def drop_to(uid, gid):
 def run_as(uid, gid, func, *args, **kwargs):
     """func(*args, **kwargs) as uid/gid in a forked child; its JSON-able return value, or its MinibusError.
 
+    Keywords taken here, not passed to func: deadline_seconds (wall clock; past it the child is killed
+    with SIGKILL, which also ends a child the account has stopped with SIGSTOP: same uid after the drop,
+    so it may), work (what the sentences call the child's job, "the issuance" by default).
+    The child sets resource limits before it drops privileges, so the account cannot raise them.
+
     The callers import every module they need before calling this: the child may not be able to read
     the files Python was started from (Ansible's AnsiballZ payload lives in root's 0700 temp dir).
     """
+    deadline_seconds = kwargs.pop("deadline_seconds", None) or DEFAULT_DEADLINE_SECONDS
+    work = kwargs.pop("work", None) or "the issuance"
+    _import_lazy_modules()
+    interpreter_dirs = _interpreter_dirs()
+    try:
+        account = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        account = "uid %d" % uid
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
@@ -59,11 +103,19 @@ def run_as(uid, gid, func, *args, **kwargs):
         try:
             try:
                 os.chdir("/")
+                limit_resources(deadline_seconds)
                 drop_to(uid, gid)
+                _harden_after_drop()
+                check_readable_interpreter(account, interpreter_dirs)
                 reply = {"result": func(*args, **kwargs)}
             except MinibusError as exc:
                 reply = {"error": exc.message, "type": type(exc).__name__, "status": exc.status,
                          "not_processed": exc.not_processed}
+            except MemoryError:
+                reply = {"error": "%s running as uid %d ran out of its %d MiB of memory; the certificate files "
+                         "are the old set or the new one, never a mix: look for an oversized file in the store."
+                         % (work[:1].upper() + work[1:], uid, MAX_ADDRESS_SPACE // (1024 * 1024)),
+                         "type": "MinibusError"}
             except BaseException as exc:  # pylint: disable=broad-except
                 reply = {"unexpected": type(exc).__name__}
             data = json.dumps(reply).encode("utf-8")
@@ -75,28 +127,38 @@ def run_as(uid, gid, func, *args, **kwargs):
         finally:
             os._exit(status)  # no atexit handlers, no flush of the parent's buffers
     os.close(write_end)
-    chunks, size = [], 0
+    deadline = time.monotonic() + deadline_seconds
+    chunks, size, timed_out, wait_status = [], 0, False, None
     try:
         while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([read_end], [], [], left)[0]:
+                timed_out = True
+                break
             chunk = os.read(read_end, 65536)
             if not chunk:
                 break
             size += len(chunk)
             if size > _MAX_RESULT_BYTES:
+                chunks = []
                 break
             chunks.append(chunk)
     finally:
         os.close(read_end)
-        _pid, wait_status = os.waitpid(pid, 0)
+        wait_status = _reap(pid, deadline, kill_now=timed_out or size > _MAX_RESULT_BYTES)
     try:
         reply = json.loads(b"".join(chunks).decode("utf-8"))
     except ValueError:
         reply = None
     if not isinstance(reply, dict):
+        if timed_out:
+            raise MinibusError("%s running as uid %d did not finish within %d s (killed); the certificate files "
+                               "are the old set or the new one, never a mix: look for a stopped process of that "
+                               "account or a Vault that does not answer, then run again." % (work[:1].upper() + work[1:], uid, deadline_seconds))
         how = ("was killed by signal %d" % os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status)
                else "ended without an answer")
-        raise MinibusError("The issuance running as uid %d %s; the certificate files are the old set or the new "
-                           "one, never a mix: run again." % (uid, how))
+        raise MinibusError("%s running as uid %d %s; the certificate files are the old set or the new "
+                           "one, never a mix: run again." % (work[:1].upper() + work[1:], uid, how))
     if "result" in reply:
         return reply["result"]
     if "error" in reply:
@@ -106,6 +168,92 @@ def run_as(uid, gid, func, *args, **kwargs):
         error = cls(reply["error"], reply.get("status"))
         error.not_processed = bool(reply.get("not_processed"))
         raise error
-    raise MinibusError("The issuance running as uid %d failed with an unexpected %s (a bug: please report it); the "
+    raise MinibusError("%s running as uid %d failed with an unexpected %s (a bug: please report it); the "
                        "certificate files are the old set or the new one, never a mix."
-                       % (uid, reply.get("unexpected")))
+                       % (work[:1].upper() + work[1:], uid, reply.get("unexpected")))
+
+
+def _import_lazy_modules():
+    for name in _LAZY_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # an optional part (no cryptography: certs reports that itself)
+            pass
+
+
+def _interpreter_dirs():
+    """The interpreter's directory and those of the libraries loaded now (stdlib, site-packages)."""
+    dirs = [os.path.dirname(os.path.abspath(sys.executable))] if sys.executable else []
+    for name in _LIBRARIES:
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None)
+        if path:
+            # a package's own directory, and the directory holding it (its sys.path entry)
+            here = os.path.dirname(os.path.abspath(path))
+            dirs += [os.path.dirname(here), here] if os.path.basename(path) == "__init__.py" else [here]
+    seen = []
+    for directory in dirs:
+        if directory not in seen:
+            seen.append(directory)
+    return seen
+
+
+def check_readable_interpreter(account, directories):
+    """Run as the account: one sentence when it cannot enter a directory Python or a library is read from.
+
+    Everything known to be imported lazily is imported before the fork; this catches the rest (an error
+    path's import, a library's data file) before any work starts, instead of a ModuleNotFoundError mid-way.
+    """
+    for directory in directories:
+        if os.access(directory, os.R_OK | os.X_OK):
+            continue
+        closed = directory
+        path = "/"
+        for part in directory.strip("/").split("/"):
+            path = os.path.join(path, part)
+            if not os.access(path, os.X_OK):
+                closed = path
+                break
+        raise MinibusError("The renewal account %s cannot read the Python interpreter's directory %s (%s is closed "
+                           "to it): install Python and the collection's libraries where it can (the system's python3 "
+                           "with python3-hvac, or a venv below a directory it can enter), or let it enter %s; "
+                           "nothing was done." % (account, directory, closed, closed))
+
+
+def _reap(pid, deadline, kill_now=False):
+    """waitpid for the child, killing it when it is late (a stopped child never exits by itself)."""
+    if not kill_now:
+        while time.monotonic() < deadline:
+            done, wait_status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return wait_status
+            time.sleep(0.01)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    return os.waitpid(pid, 0)[1]
+
+
+def limit_resources(cpu_seconds):
+    """Bounds for the child, set while still root so the account cannot raise them (soft = hard)."""
+    for name, value in (("RLIMIT_AS", MAX_ADDRESS_SPACE), ("RLIMIT_FSIZE", MAX_FILE_SIZE),
+                        ("RLIMIT_NOFILE", MAX_OPEN_FILES), ("RLIMIT_CORE", 0),
+                        ("RLIMIT_CPU", int(cpu_seconds) + 5)):
+        which = getattr(resource, name)
+        _soft, hard = resource.getrlimit(which)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        resource.setrlimit(which, (value, value))
+
+
+def _harden_after_drop():
+    """Not dumpable (the account cannot ptrace the child or read its memory), killed with its parent.
+
+    Both are reset by the kernel at a credential change, hence after the drop. A same-uid SIGSTOP
+    remains possible: the parent's deadline bounds it.
+    """
+    if _LIBC is None:
+        return
+    _LIBC.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

@@ -47,8 +47,70 @@ def _foreign_link(path):
                         "nothing was requested from Vault." % path)
 
 
+# Caps for what the module reads back from disk (docs/design.md, "Bounded reads"): far above any real
+# file of its kind, far below what could hurt the reader.
+MAX_PEM_BYTES = 64 * 1024
+MAX_JSON_BYTES = 64 * 1024
+
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# What the sentences call each role's file.
+_WHAT = {"cert": "certificate", "key": "private key", "chain": "CA chain", "ca": "CA certificate",
+         "fullchain": "full chain"}
+
+
+def read_bounded(path, max_bytes, what, missing_ok=False, dir_fd=None, shown=None):
+    """The bytes of the regular file at path, at most max_bytes; one sentence for anything else.
+
+    Opened with O_NOFOLLOW (a symlink at path is refused, never followed), O_NONBLOCK (a FIFO cannot
+    make the open wait for a writer) and O_CLOEXEC; fstat must say regular file (no FIFO, device or
+    directory), and no more than max_bytes + 1 bytes are ever read. what names the file in the sentence
+    ("certificate", "renewer state file"). missing_ok: None instead of an error when nothing is there.
+    dir_fd: path is relative to this open directory (the store's walk, CertStore.read); shown: the path
+    named in sentences then.
+    """
+    shown = shown or path
+    try:
+        fd = os.open(path, _READ_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR) and missing_ok:
+            return None
+        if exc.errno == errno.ELOOP:
+            raise MinibusError("The %s %s is a symbolic link the module did not make: remove it (and find out who "
+                               "planted it); nothing was read from it." % (what, shown))
+        raise MinibusError("Could not read the %s %s (%s): run as a user that can read it."
+                           % (what, shown, os.strerror(exc.errno)))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise MinibusError("The %s %s is not a regular file (a FIFO, device or directory): remove it (and find "
+                               "out who put it there); nothing was read from it." % (what, shown))
+        if st.st_size > max_bytes:
+            raise _too_large(what, shown, max_bytes)
+        chunks, size = [], 0
+        while size <= max_bytes:
+            chunk = os.read(fd, min(65536, max_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > max_bytes:  # grew while we read
+            raise _too_large(what, shown, max_bytes)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise MinibusError("Could not read the %s %s (%s): run as a user that can read it."
+                           % (what, shown, os.strerror(exc.errno)))
+    finally:
+        os.close(fd)
+
+
+def _too_large(what, path, max_bytes):
+    return MinibusError("The %s %s is larger than %d KiB, more than any real one: remove it (and find out who put "
+                        "it there); nothing was read from it." % (what, path, max_bytes // 1024))
+
+
 def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # a FIFO in its place fails, never waits
     try:
         os.fsync(fd)
     finally:
@@ -168,18 +230,53 @@ class CertStore:
                                    "nothing was requested from Vault." % (path, other))
 
     def read(self):
-        """The content (bytes) now visible at each public path, or None where there is none."""
+        """The content (bytes) now visible at each public path, or None where there is none.
+
+        Never follows a link it did not make: a public path that is the store's own link is read by walking
+        the store (each directory opened with O_NOFOLLOW, ``current`` checked as check_entries does), a
+        regular file is read as it is (a store not yet migrated); each file through read_bounded.
+        """
         content = {}
         for role, path in self.paths.items():
-            try:
-                with open(path, "rb") as handle:
-                    content[role] = handle.read()
-            except (IOError, OSError) as exc:
-                if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
-                    raise MinibusError("Could not read %s (%s): run as a user that can read it."
-                                       % (path, os.strerror(exc.errno)))
+            st = _lstat(path)
+            if st is None:
                 content[role] = None
+            elif stat.S_ISLNK(st.st_mode):
+                if _readlink_or_none(path) != self._link_target(role):
+                    raise MinibusError("The %s %s is a symbolic link the module did not make: remove it (and find "
+                                       "out who planted it); nothing was read from it." % (_WHAT[role], path))
+                content[role] = self._read_current(role)
+            else:
+                content[role] = read_bounded(path, MAX_PEM_BYTES, _WHAT[role], missing_ok=True)
         return content
+
+    def _read_current(self, role):
+        """The role's file in the version ``current`` names, opened only through directories the store made."""
+        store_dir = os.path.dirname(self.base)
+        fds = []
+        try:
+            try:
+                fds.append(os.open(os.path.dirname(store_dir), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+                for name in (STORE_DIR, os.path.basename(self.base)):
+                    fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
+                target = os.readlink("current", dir_fd=fds[-1])
+                if not target.startswith(_VERSION_PREFIX) or "/" in target:
+                    raise _foreign_link(self.current)
+                fds.append(os.open(target, _DIR_FLAGS, dir_fd=fds[-1]))
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:
+                    return None
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EINVAL):
+                    raise MinibusError("The certificate store %s holds a file or link the module did not make: "
+                                       "remove it (and find out who planted it); nothing was read from it."
+                                       % self.base)
+                raise MinibusError("Could not read the certificate store %s (%s): run as a user that can read it."
+                                   % (self.base, os.strerror(exc.errno)))
+            return read_bounded(FILE_NAMES[role], MAX_PEM_BYTES, _WHAT[role], missing_ok=True, dir_fd=fds[-1],
+                                shown=os.path.join(self.base, target, FILE_NAMES[role]))
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def check_writable(self):
         """Fail before any Vault request if the files could not be written afterwards."""

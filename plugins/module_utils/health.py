@@ -23,7 +23,7 @@ import time
 
 from . import _privdrop, certs, issuance, secret_store
 from .errors import MinibusError
-from .files import CertStore, write_file_atomic
+from .files import MAX_JSON_BYTES, CertStore, read_bounded, write_file_atomic
 
 # Nagios plugin exit codes.
 OK, WARNING, CRITICAL = 0, 1, 2
@@ -45,9 +45,9 @@ def default_paths(params):
 def read_state(path):
     """The recorded attempts, or an empty record when there is none or it is unreadable."""
     try:
-        with open(path, "r") as handle:
-            state = json.load(handle)
-    except (IOError, OSError, ValueError):
+        state = json.loads((read_bounded(path, MAX_JSON_BYTES, "renewer state file", missing_ok=True)
+                            or b"{}").decode("utf-8"))
+    except (MinibusError, ValueError, RecursionError):
         return {}
     if not isinstance(state, dict):
         return {}
@@ -101,7 +101,8 @@ def _as_owner(params, func, now):
         gid = p["gid"]
         if gid == -1:
             gid = _primary_gid(p["uid"], params.get("owner"))
-        return _privdrop.run_as(p["uid"], gid, func, dict(params, owner=None, group=None), now)
+        return _privdrop.run_as(p["uid"], gid, func, dict(params, owner=None, group=None), now,
+                                deadline_seconds=_privdrop.DEFAULT_DEADLINE_SECONDS, work="the status check")
     return func(params, now)
 
 

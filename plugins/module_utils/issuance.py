@@ -93,6 +93,17 @@ def _mode(value, default):
         raise InvalidInput("mode %r is not an octal file mode such as 0600." % (value,))
 
 
+def owner_ids(owner, group=None):
+    """uid and gid to work as for owner (name or number) and group (unset: the owner's primary group)."""
+    uid, gid = _ids(owner, group)
+    if gid == -1 and uid != -1:
+        try:
+            gid = pwd.getpwuid(uid).pw_gid
+        except KeyError:
+            raise InvalidInput("owner %s has no account on this host to take a group from: set group too." % owner)
+    return uid, gid
+
+
 def _ids(owner, group):
     uid = gid = -1
     try:
@@ -137,6 +148,28 @@ def plan(p, now=None):
     return decision, secret_problem
 
 
+# Vault requests of one issuance at most (lookups, unwraps, login, mint, sign, revoke), and the wait for
+# another run's store lock (files.exclusive_lock).
+_MAX_REQUESTS = 10
+_LOCK_WAIT_SECONDS = 60
+
+
+def issuance_deadline(p, check_mode=False):
+    """Wall-clock bound of one issuance run as the owner: every request's timeout and retries, plus the lock.
+
+    Check mode makes no request: the status bound (_privdrop.DEFAULT_DEADLINE_SECONDS) applies.
+    """
+    if check_mode:
+        return _privdrop.DEFAULT_DEADLINE_SECONDS
+    try:
+        timeout = int(p.get("timeout") or 30)
+        retries = 3 if p.get("retries") is None else int(p["retries"])
+    except (TypeError, ValueError):  # refused with its own sentence by validate_connection, in the child
+        timeout, retries = 30, 3
+    per_request = timeout * (retries + 1) + 5 * retries  # vault.VaultClient backs off at most 5 s a retry
+    return _LOCK_WAIT_SECONDS + _MAX_REQUESTS * per_request + _privdrop.DEFAULT_DEADLINE_SECONDS
+
+
 def ensure_certificate(params, check_mode=False, now=None):
     """Run the whole flow. params: connection + authentication + certificate options (env already resolved).
 
@@ -154,8 +187,11 @@ def ensure_certificate(params, check_mode=False, now=None):
             except KeyError:
                 raise InvalidInput("owner %s has no account on this host to take a group from: set group too."
                                    % p.get("owner"))
+        if not check_mode:
+            vault.preload()
         result = _privdrop.run_as(p["uid"], gid, _ensure, dict(p, uid=-1, gid=-1, privileges_dropped=True),
-                                  check_mode, now)
+                                  check_mode, now, deadline_seconds=issuance_deadline(p, check_mode),
+                                  work="the check-mode plan" if check_mode else "the issuance")
         result["privileges_dropped"] = True
         return result
     return _ensure(p, check_mode, now)

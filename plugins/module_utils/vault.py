@@ -170,6 +170,16 @@ def _session_that_never_redirects():
     return NeverRedirects()
 
 
+def preload():
+    """Import the client libraries now (before a privilege drop: the account may not read their files)."""
+    try:
+        _import_hvac()
+        import urllib3.connectionpool  # noqa: F401 pylint: disable=import-outside-toplevel,unused-import
+        import urllib3.poolmanager  # noqa: F401 pylint: disable=import-outside-toplevel,unused-import
+    except ImportError:  # reported with its own sentence where the client is built
+        pass
+
+
 class Session:
     """A token and whether this process obtained it (and so must revoke it)."""
 
