@@ -17,13 +17,19 @@ description:
     the token's creation path (M(minibus.pki.vault_pki_issue) does that).
   - Runs on the controller (AWX acts as the broker), so the connection options and environment fallbacks apply
     there, for example E(VAULT_ADDR) and E(VAULT_TOKEN) injected by an AWX credential.
+  - C(module_defaults) does not reach a lookup. Configure it with its keywords, with variables
+    (V(minibus_pki_vault_url), ...), with E(MINIBUS_PKI_VAULT_URL) and the like, or in C(ansible.cfg)
+    (section C([minibus_pki_vault])), in that order of precedence; the E(VAULT_*) and E(BAO_*) fallbacks
+    come last.
   - The wrapping token is single-use and lives O(wrap_ttl); it is a secret, so tasks using it should be
     C(no_log).
 author:
   - minibus.pki maintainers (@minibus-pki)
 extends_documentation_fragment:
   - minibus.pki.connection
+  - minibus.pki.connection.plugins
   - minibus.pki.auth
+  - minibus.pki.auth.plugins
 options:
   _terms:
     description: Names of AppRole roles (not role ids) to mint a wrapped secret id for.
@@ -86,14 +92,22 @@ except ImportError as exc:  # pragma: no cover - the collection is broken, not t
 
 display = Display()
 
+# The prefix of the variables documented in the connection/auth doc fragments' PLUGINS sections.
+_VARS_PREFIX = "minibus_pki_vault_"
+
 
 class LookupModule(LookupBase):
+
+    def _own_variables(self, variables):
+        """The minibus_pki_vault_* variables, templated: a lookup receives them raw, unlike a keyword."""
+        own = dict((name, value) for name, value in (variables or {}).items() if name.startswith(_VARS_PREFIX))
+        return dict((name, self._templar.template(value)) for name, value in own.items())
 
     def run(self, terms, variables=None, **kwargs):
         if HVAC_IMPORT_ERROR:
             raise AnsibleLookupError("The minibus.pki.vault_secret_id lookup needs the Python library hvac on the "
                                      "controller: pip install hvac.")
-        self.set_options(var_options=variables, direct=kwargs)
+        self.set_options(var_options=self._own_variables(variables), direct=kwargs)
         params = dict((name, self.get_option(name)) for name in list(CONNECTION_SPEC) + list(AUTH_SPEC))
         resolve_env(params, os.environ)
         names = [t for t in terms if t]
