@@ -23,6 +23,9 @@ description:
     come last.
   - The wrapping token is single-use and lives O(wrap_ttl); it is a secret, so tasks using it should be
     C(no_log).
+  - A given O(token) that is periodic (created with C(-period), as the broker token is) is renewed
+    (C(auth/token/renew-self), after C(auth/token/lookup-self)) when less than half its period is left,
+    so it lives as long as the lookup runs at least once every half period.
 author:
   - minibus.pki maintainers (@minibus-pki)
 extends_documentation_fragment:
@@ -86,7 +89,7 @@ try:
     from ansible_collections.minibus.pki.plugins.module_utils.options import (
         AUTH_SPEC, CONNECTION_SPEC, connection_warnings, resolve_env, validate_auth, validate_connection)
     from ansible_collections.minibus.pki.plugins.module_utils.vault import (
-        HVAC_IMPORT_ERROR, authenticate, client_from_options, mint_wrapped_secret_id, revoke_self)
+        HVAC_IMPORT_ERROR, authenticate, client_from_options, mint_wrapped_secret_id, renew_self_if_due, revoke_self)
 except ImportError as exc:  # pragma: no cover - the collection is broken, not the user's input
     raise AnsibleError("minibus.pki is incompletely installed: %s" % exc)
 
@@ -121,6 +124,15 @@ class LookupModule(LookupBase):
                 display.warning("minibus.pki.vault_secret_id: %s" % warning)
             client = client_from_options(params)
             session = authenticate(client, params)
+            if not session.owned:
+                # A given broker token is usually periodic (vault_bootstrap's -period): renewed here at half
+                # its period, it lives as long as the broker mints at least that often (awx/README.md).
+                try:
+                    renew_self_if_due(client, session.token)
+                except MinibusError as exc:
+                    # Minting may still work (a token without the default policy cannot look itself up);
+                    # if the token is expired, minting says so next.
+                    display.warning("minibus.pki.vault_secret_id: the token was not renewed: %s" % exc.message)
             return [mint_wrapped_secret_id(client, session.token, name, params["auth_mount_point"],
                                            self.get_option("wrap_ttl"), self.get_option("metadata"),
                                            self.get_option("cidr_list"))["token"]
