@@ -49,6 +49,14 @@ options:
         host it is for, for example C({'host': inventory_hostname}), so that live secret ids can be counted per host."
       - Values must be strings.
     type: dict
+  renew_only:
+    description:
+      - Mint nothing and return an empty list; only renew the given periodic O(token) if less than
+        half its period is left. No term is needed then.
+      - C(minibus.pki.site) does this once per run on the controller, so the broker token stays alive
+        while no host needs a bootstrap (awx/README.md).
+    type: bool
+    default: false
   cidr_list:
     description:
       - CIDR blocks the secret id may be used from (AppRole C(cidr_list)), as Vault sees the client's address;
@@ -114,12 +122,17 @@ class LookupModule(LookupBase):
         params = dict((name, self.get_option(name)) for name in list(CONNECTION_SPEC) + list(AUTH_SPEC))
         resolve_env(params, os.environ)
         names = [t for t in terms if t]
-        if not names:
+        renew_only = self.get_option("renew_only")
+        if not names and not renew_only:
             raise AnsibleLookupError("vault_secret_id needs at least one AppRole role name as a term.")
         session = client = None
         try:
             validate_connection(params)
-            validate_auth(params)
+            method = validate_auth(params)
+            if renew_only and method != "token":
+                # Checked before any request: an AppRole login would spend a secret id for nothing.
+                raise AnsibleLookupError("vault_secret_id renew_only=true keeps a given token alive; with AppRole "
+                                         "credentials there is no such token: drop renew_only.")
             for warning in connection_warnings(params):
                 display.warning("minibus.pki.vault_secret_id: %s" % warning)
             client = client_from_options(params)
@@ -130,9 +143,13 @@ class LookupModule(LookupBase):
                 try:
                     renew_self_if_due(client, session.token)
                 except MinibusError as exc:
+                    if renew_only:
+                        raise
                     # Minting may still work (a token without the default policy cannot look itself up);
                     # if the token is expired, minting says so next.
                     display.warning("minibus.pki.vault_secret_id: the token was not renewed: %s" % exc.message)
+            if renew_only:
+                return []
             return [mint_wrapped_secret_id(client, session.token, name, params["auth_mount_point"],
                                            self.get_option("wrap_ttl"), self.get_option("metadata"),
                                            self.get_option("cidr_list"))["token"]
