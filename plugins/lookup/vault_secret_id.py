@@ -77,6 +77,18 @@ EXAMPLES = r"""
     cert_path: /var/lib/minibus-certs/tls/cert.pem
     key_path: /var/lib/minibus-certs/tls/key.pem
   no_log: true
+
+- name: The same with the controller's Vault named by variables (module_defaults does not reach a lookup)
+  vars:
+    minibus_pki_vault_url: https://vault.example.org:8200
+    minibus_pki_vault_ca_cert: /etc/ssl/certs/vault-ca.pem
+  ansible.builtin.set_fact:
+    wrapped: "{{ lookup('minibus.pki.vault_secret_id', 'minibus-generate-sign-server-keys') }}"
+  no_log: true
+
+- name: Keep a periodic broker token alive without minting (what minibus.pki.site does each run)
+  ansible.builtin.set_fact:
+    renewed: "{{ query('minibus.pki.vault_secret_id', renew_only=true) }}"
 """
 
 RETURN = r"""
