@@ -13,7 +13,7 @@ export ANSIBLE_NOCOLOR := 1
 # The collection has to live under ansible_collections/<namespace>/<name> for ansible-test.
 COLL_DIR := $(CURDIR)/build/ansible_collections/minibus/pki
 
-.PHONY: venv test test-unit test-bootstrap sanity sanity-matrix lint test-platform test-integration test-reliability test-molecule \
+.PHONY: venv test test-unit test-bootstrap sanity sanity-matrix lint docs-lint test-examples test-platform test-integration test-reliability test-molecule \
 	demo demo-clean dist test-dist test-awx bench collection-copy clean
 
 venv: $(STAMP)
@@ -23,7 +23,7 @@ $(STAMP): requirements-dev.txt
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
 	touch $@
 
-test: test-unit test-bootstrap sanity sanity-matrix lint test-platform test-integration test-reliability test-dist test-molecule test-awx
+test: test-unit test-bootstrap sanity sanity-matrix lint docs-lint test-examples test-platform test-integration test-reliability test-dist test-molecule test-awx
 
 test-unit: $(STAMP)
 	python -m pytest -q tests/unit bench/test_fleet_sim.py
@@ -40,36 +40,12 @@ collection-copy:
 	rsync -a --delete $(foreach e,$(RSYNC_EXCLUDES),--exclude $(e)) ./ $(COLL_DIR)/
 	test -d $(COLL_DIR)/.git || git -C $(COLL_DIR) init -q
 
-# ansible-test sanity without docker: --local runs in the current environment (.venv).
-# Even with --local, ansible-test gives each sanity test its own venv under ~/.ansible/test/venv
-# and bootstraps pip there with get-pip.py downloaded from ci-files.testing.ansible.com, which
-# is NOT reachable here (only PyPI is). We seed ansible-test's cache with a stand-in
-# (ensurepip, then pip install the pins it is asked for); the per-test requirements
-# (sanity.*.txt, exact pins) then come from PyPI. First run about 1 min, later runs reuse the
-# venvs. --requirements is not needed (and would reinstall into .venv).
-# --python 3.11: the one interpreter we have; other versions would only be skipped.
-define GET_PIP_STANDIN
-# Offline stand-in for get-pip.py, written by minibus.pki's Makefile: ansible-test downloads
-# the real one from ci-files.testing.ansible.com, unreachable here. Installs the pip bundled
-# with the interpreter (ensurepip), then lets it install the requested pins from the index.
-import ensurepip
-import subprocess
-import sys
-
-ensurepip.bootstrap(upgrade=True)
-args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]
-sys.exit(subprocess.call([sys.executable, "-m", "pip", "install", "--upgrade", *args]))
-endef
-export GET_PIP_STANDIN
-ANSIBLE_TEST_CACHE := $(HOME)/.ansible/test/cache
+# ansible-test sanity without docker (--local, the current environment): tools/sanity.sh seeds
+# ansible-test's pip bootstrap offline. First run about 1 min, later runs reuse its venvs.
 SANITY_SKIP ?=
+SANITY_ARGS = $(foreach t,$(SANITY_SKIP),--skip-test $(t))
 sanity: $(STAMP) collection-copy
-	pipv=$$(sed -n "s/^ *pip='\([0-9.]*\)',.*/\1/p" \
-		$$(python -c 'import ansible_test, os; print(os.path.dirname(ansible_test.__file__))')/_internal/python_requirements.py); \
-	f=$(ANSIBLE_TEST_CACHE)/get_pip_$${pipv//./_}.py; \
-	if [ -n "$$pipv" ] && [ ! -s "$$f" ]; then mkdir -p $(ANSIBLE_TEST_CACHE); printf '%s\n' "$$GET_PIP_STANDIN" >"$$f"; fi
-	cd $(COLL_DIR) && ansible-test sanity --local --python 3.11 --color no \
-		$(foreach t,$(SANITY_SKIP),--skip-test $(t))
+	tools/sanity.sh $(COLL_DIR) $(SANITY_ARGS)
 
 # The rest of the tested ansible-core range (requirements-dev.txt, `# sanity-matrix:` lines; the
 # lowest is meta/runtime.yml's requires_ansible): ansible-test sanity with each, from its own
@@ -80,17 +56,23 @@ sanity-matrix: collection-copy
 		venv=$(CURDIR)/build/venv-ansible-core-$$v; \
 		test -x $$venv/bin/ansible-test || { rm -rf $$venv; $(PYTHON) -m venv $$venv; \
 			$$venv/bin/pip install -q ansible-core==$$v; }; \
-		pipv=$$(sed -n "s/^ *pip='\([0-9.]*\)',.*/\1/p" \
-			$$venv/lib/python3*/site-packages/ansible_test/_internal/python_requirements.py); \
-		f=$(ANSIBLE_TEST_CACHE)/get_pip_$${pipv//./_}.py; \
-		if [ -n "$$pipv" ] && [ ! -s "$$f" ]; then mkdir -p $(ANSIBLE_TEST_CACHE); printf '%s\n' "$$GET_PIP_STANDIN" >"$$f"; fi; \
 		echo "==> ansible-test sanity with ansible-core $$v"; \
-		(cd $(COLL_DIR) && PATH=$$venv/bin:$$PATH ansible-test sanity --local --python 3.11 --color no \
-			$(foreach t,$(SANITY_SKIP),--skip-test $(t))); \
+		PATH=$$venv/bin:$$PATH tools/sanity.sh $(COLL_DIR) $(SANITY_ARGS); \
 	done
 
 lint: $(STAMP)
 	ansible-lint --profile production --nocolor
+
+# The plugin and role documentation as antsibull-docs (the tool that builds Ansible's docsite) reads
+# it: markup, references (R() for roles, M() for modules), seealso, attributes, fragments.
+docs-lint: $(STAMP) collection-copy
+	cd $(COLL_DIR) && antsibull-docs lint-collection-docs --plugin-docs .
+
+# Every yaml block of README.md, roles/minibus_certs/README.md and awx/README.md as pasted, against
+# a dev OpenBao and the collection installed from its tarball (only the Vault address, the CA file,
+# the certificate directory and the domain substituted: rules in tests/examples/test_readme_examples.py).
+test-examples: $(STAMP)
+	python -m pytest -q tests/examples
 
 # ansible-test integration targets against a real OpenBao dev server that the script starts,
 # configures with playbooks/vault_bootstrap.yml and stops again.

@@ -186,3 +186,19 @@ def test_model_threshold_matches_real_needs_renewal(lifetime, renew_before):
         assert model is expected, now
     if renew_before is None:
         assert fleet_sim.default_renew_before(lifetime) == threshold
+
+
+@pytest.mark.parametrize("interval", [1800, 3600])
+def test_outage_budget_bounds_the_simulated_worst_outage(interval):
+    """plugins/module_utils/outage.py's budget (AccuracySec is not simulated: accuracy 0) is safe and not loose.
+
+    An outage as long as the budget, at the scan's worst start, expires nothing; one timer gap longer, it does.
+    """
+    from ansible_collections.minibus.pki.plugins.module_utils import outage
+    budget = outage.outage_budget(24 * 3600, None, interval, 900, accuracy=0)
+    gap = outage.timer_gap(interval, 900, accuracy=0)
+    at_budget = _run(outage_hours=budget / 3600.0, timer_interval=interval)
+    assert at_budget["rows"][0]["expired_certificates"] == 0
+    assert at_budget["scan"]["predicted"][0]["min_margin_seconds"] >= 0
+    beyond = _run(outage_hours=(budget + gap) / 3600.0, timer_interval=interval)
+    assert beyond["rows"][0]["expired_certificates"] > 0

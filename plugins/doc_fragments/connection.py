@@ -16,12 +16,25 @@ options:
   url:
     description:
       - Address of the Vault or OpenBao server, for example C(https://vault.example.com:8200).
+      - Several addresses of one cluster may be given, as a list or comma-separated (the environment
+        variables take a comma-separated list). They are tried in order; an address that cannot serve
+        (connection refused or unreachable, TLS handshake failure, sealed, a standby that does not
+        serve, a redirect) passes the request to the next one, and the address that served is asked
+        first for the rest of the run. A login or unwrap that may have reached a node is never sent to
+        another one, since its single-use secret may be spent. Every address must be C(https://) (see
+        O(allow_insecure_http)) and is checked against the same O(ca_cert).
       - Falls back to the environment variable E(VAULT_ADDR), then E(BAO_ADDR).
-    type: str
+      - A redirect (3xx) is never followed, whoever sends it. The request fails (or moves to the next
+        address) with one sentence naming where the redirect pointed, and nothing is sent there.
+    type: list
+    elements: str
   ca_cert:
     description:
       - Path to the CA bundle that signed Vault's own TLS certificate.
       - Falls back to E(VAULT_CACERT), then E(BAO_CACERT). Without it the system trust store is used.
+      - Checked before any request (unless O(validate_certs) is false). A file that is missing, unreadable,
+        empty, or holds no PEM certificate that parses fails the task with one sentence naming the option (and
+        the environment variable it came from) and the path.
     type: path
     aliases: [cacert]
   validate_certs:
@@ -44,10 +57,20 @@ options:
     type: str
   timeout:
     description:
-      - Seconds to wait for Vault to answer one request. A string of digits such as C("30") is accepted.
+      - Wall-clock deadline in seconds for one request to one address, covering connect, TLS handshake,
+        headers and body. A server that drips its answer slowly is cut at this deadline. A string of
+        digits such as C("30") is accepted.
       - Answers larger than 1 MiB are refused.
     type: int
     default: 30
+  total_timeout:
+    description:
+      - Seconds that all Vault requests of one run together may take (one module run, one lookup call, one
+        renewer run), retries, back-off and failover included. When it runs out the run fails with one
+        sentence; a request in flight is cut.
+      - Unset, it is O(timeout) x (O(retries) + 1) x the number of addresses in O(url).
+      - Falls back to E(MINIBUS_VAULT_TOTAL_TIMEOUT).
+    type: int
   retries:
     description:
       - How many times a request is retried, with exponential back-off from 0.5 s, when Vault cannot be

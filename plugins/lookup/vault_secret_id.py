@@ -64,6 +64,16 @@ options:
       - A login from any other address is refused.
     type: list
     elements: str
+seealso:
+  - module: minibus.pki.vault_pki_issue
+    description: Takes the wrapping token on the host, checks its creation path, unwraps it and gets a certificate.
+  - module: minibus.pki.vault_unwrap
+    description: Unwraps a wrapping token after an exact creation-path check.
+  - plugin: community.hashi_vault.vault_write
+    plugin_type: lookup
+    description: A generic write to any Vault path from the controller; this lookup adds response wrapping of the secret id, its metadata and O(cidr_list).
+  - module: community.hashi_vault.vault_write
+    description: The same write as a module.
 """
 
 EXAMPLES = r"""

@@ -31,7 +31,7 @@ UTC = datetime.timezone.utc
 # key_type -> allowed key_bits (first is the default)
 KEY_SIZES = {"ec": (256, 384), "rsa": (2048, 3072, 4096), "ed25519": (0,)}
 
-# The user stories' longest certificate lifetime (the PKI role's max_ttl, the secret id TTL): 25 h.
+# The longest certificate lifetime the collection allows (the PKI role's max_ttl, the secret id TTL): 25 h.
 # One source for the role and the bootstrap too (filter/test plugins minibus.pki.duration_seconds, ttl_within_cap).
 MAX_TTL_SECONDS = 25 * 3600
 
@@ -237,6 +237,11 @@ class Decision:
         self.current = current
 
 
+def default_renew_before(lifetime_seconds):
+    """renew_before when none is set: one third of the certificate's lifetime, whole seconds."""
+    return int(lifetime_seconds) // 3
+
+
 def needs_renewal(cert_pem, key_pem, request, now=None, renew_before=None, force=False):
     """Decide whether a new certificate is needed, and say why.
 
@@ -279,7 +284,7 @@ def needs_renewal(cert_pem, key_pem, request, now=None, renew_before=None, force
     remaining = current["seconds_remaining"]
     if remaining <= 0:
         return Decision(True, "the certificate has expired", current)
-    threshold = renew_before if renew_before is not None else current["lifetime_seconds"] // 3
+    threshold = renew_before if renew_before is not None else default_renew_before(current["lifetime_seconds"])
     if remaining <= threshold:
         return Decision(True, "the certificate expires in %ds, within renew_before (%ds)" % (remaining, threshold),
                         current)

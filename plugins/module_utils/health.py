@@ -229,6 +229,8 @@ def table(record):
         ("renewals", str(record["renewals_total"])),
         ("failures", str(record["failures_total"])),
     ]
+    if record.get("outage_budget"):
+        rows.append(("vault outage", record["outage_budget"]))
     width = max(len(name) for name, _value in rows)
     return "\n".join("%-*s  %s" % (width, name, value) for name, value in rows) + "\n"
 
@@ -253,6 +255,10 @@ def prometheus(record, common_name):
         ("status", "gauge", "Nagios-style status: 0 ok, 1 renewal due, 2 failed/expired/no secret id.",
          record["code"]),
     )
+    if record.get("outage_budget_seconds") is not None:
+        metrics += (("outage_budget_seconds", "gauge",
+                     "The longest Vault outage this configuration survives without an expired certificate.",
+                     record["outage_budget_seconds"]),)
     lines = []
     for name, kind, text, value in metrics:
         lines += ["# HELP minibus_certs_%s %s" % (name, text), "# TYPE minibus_certs_%s %s" % (name, kind),

@@ -13,15 +13,22 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+import ssl
+
 from .errors import InvalidInput
 
+# Where resolve_env took an option from (option -> variable), so that a message can name the variable.
+FROM_ENV = "_from_env"
+
 CONNECTION_SPEC = dict(
-    url=dict(type="str"),
+    url=dict(type="list", elements="str"),
     ca_cert=dict(type="path", aliases=["cacert"]),
     validate_certs=dict(type="bool", default=True),
     namespace=dict(type="str"),
     timeout=dict(type="int", default=30),
     retries=dict(type="int", default=3),
+    total_timeout=dict(type="int"),
     allow_insecure_http=dict(type="bool", default=False),
 )
 
@@ -41,6 +48,7 @@ ENV_FALLBACKS = (
     ("url", ("VAULT_ADDR", "BAO_ADDR")),
     ("ca_cert", ("VAULT_CACERT", "BAO_CACERT")),
     ("namespace", ("VAULT_NAMESPACE", "BAO_NAMESPACE")),
+    ("total_timeout", ("MINIBUS_VAULT_TOTAL_TIMEOUT",)),
     ("token", ("VAULT_TOKEN", "BAO_TOKEN")),
     ("secret_id", ("MINIBUS_CSR_SECRET_ID",)),
 )
@@ -70,18 +78,23 @@ def resolve_env(params, environ):
         if option == "token" and method != "token" and params.get("role_id") \
                 and _first(environ, ("MINIBUS_CSR_SECRET_ID",)):
             continue
-        value = _first(environ, variables)
+        variable, value = _first_set(environ, variables)
         if value:
             params[option] = value
+            params.setdefault(FROM_ENV, {})[option] = variable
     return params
 
 
-def _first(environ, variables):
+def _first_set(environ, variables):
     for variable in variables:
         value = environ.get(variable)
         if value:
-            return value
-    return None
+            return variable, value
+    return None, None
+
+
+def _first(environ, variables):
+    return _first_set(environ, variables)[1]
 
 
 def _whole_number(params, name):
@@ -97,25 +110,88 @@ def _whole_number(params, name):
 
 def validate_connection(params):
     """Check connection options before any network call (coerces timeout/retries given as strings)."""
-    url = params.get("url")
-    if not url:
+    addresses = addresses_of(params.get("url"))
+    if not addresses:
         raise InvalidInput("No Vault address: set url, or VAULT_ADDR (or BAO_ADDR) in the environment.")
-    if not isinstance(url, str) or not (url.startswith("https://") or url.startswith("http://")) \
-            or len(url.split("://", 1)[1].strip("/")) == 0:
-        raise InvalidInput(
-            "The Vault address %r is not an http(s) URL: give it as https://host:8200." % url
-        )
-    if url.startswith("http://") and not params.get("allow_insecure_http"):
-        raise InvalidInput(
-            "The Vault address %s is plain http: secret ids, tokens and the CA would cross the network in clear; "
-            "use https://, or set allow_insecure_http to true for a lab." % url
-        )
+    for url in addresses:
+        if not isinstance(url, str) or not (url.startswith("https://") or url.startswith("http://")) \
+                or len(url.split("://", 1)[1].strip("/")) == 0:
+            raise InvalidInput(
+                "The Vault address %r is not an http(s) URL: give it as https://host:8200." % (url,)
+            )
+        if url.startswith("http://") and not params.get("allow_insecure_http"):
+            raise InvalidInput(
+                "The Vault address %s is plain http: secret ids, tokens and the CA would cross the network in clear; "
+                "use https://, or set allow_insecure_http to true for a lab." % url
+            )
+    # One list from here on: the client tries the addresses in this order (env: commas separate them).
+    params["url"] = addresses
     _whole_number(params, "timeout")
     _whole_number(params, "retries")
+    _whole_number(params, "total_timeout")
+    if params.get("ca_cert") and params.get("validate_certs") is not False:
+        problem = check_ca_bundle(params["ca_cert"], _option_label(params, "ca_cert"))
+        if problem:
+            raise InvalidInput(problem)
     if params.get("timeout") is not None and params["timeout"] <= 0:
         raise InvalidInput("timeout must be a positive number of seconds.")
+    if params.get("total_timeout") is not None and params["total_timeout"] <= 0:
+        raise InvalidInput("total_timeout must be a positive number of seconds (or unset: timeout x (retries + 1) x "
+                           "the number of addresses).")
     if params.get("retries") is not None and params["retries"] < 0:
         raise InvalidInput("retries must be 0 or more.")
+
+
+def addresses_of(url):
+    """The Vault addresses in url, in order: a string (commas separate several, as in VAULT_ADDR) or a list.
+
+    Blank entries and repeats are dropped, and a trailing slash is removed.
+    """
+    if url is None:
+        return []
+    items = [url] if isinstance(url, str) else list(url)
+    addresses = []
+    for item in items:
+        parts = item.split(",") if isinstance(item, str) else [item]
+        for part in parts:
+            if isinstance(part, str):
+                part = part.strip()
+                if not part:
+                    continue
+                if "://" in part and part.split("://", 1)[1].strip("/"):
+                    part = part.rstrip("/")
+            if part not in addresses:
+                addresses.append(part)
+    return addresses
+
+
+def _option_label(params, name):
+    variable = (params.get(FROM_ENV) or {}).get(name)
+    return "%s (from %s)" % (name, variable) if variable else name
+
+
+def check_ca_bundle(path, label="ca_cert"):
+    """One sentence when path is not a readable PEM bundle with at least one certificate, else None."""
+    fix = "point %s at the PEM CA bundle that signed Vault's certificate; nothing was sent to Vault" % label.split()[0]
+    if not os.path.lexists(path):
+        return "%s %s does not exist: %s." % (label, path, fix)
+    if os.path.isdir(path):
+        return "%s %s is a directory, not a CA bundle file: %s." % (label, path, fix)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(4 * 1024 * 1024)
+    except (IOError, OSError) as exc:
+        return "%s %s cannot be read by uid %d (%s): make it readable (a CA certificate is public) or %s." % (
+            label, path, os.geteuid(), exc.strerror or type(exc).__name__, fix)
+    if not data.strip():
+        return "%s %s is empty: %s." % (label, path, fix)
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        return "%s %s holds no PEM certificate (no -----BEGIN CERTIFICATE----- block): %s." % (label, path, fix)
+    try:
+        ssl.create_default_context().load_verify_locations(cadata=data.decode("ascii"))
+    except (ssl.SSLError, ValueError, UnicodeDecodeError):
+        return "%s %s holds no PEM certificate that parses: %s." % (label, path, fix)
+    return None
 
 
 def connection_warnings(params):
@@ -124,7 +200,7 @@ def connection_warnings(params):
     if params.get("validate_certs") is False:
         warnings.append("validate_certs is false: Vault's TLS certificate is not checked, so anyone on the path can "
                         "read the secret id and token; set ca_cert (or VAULT_CACERT) instead.")
-    if str(params.get("url") or "").startswith("http://"):
+    if any(str(url).startswith("http://") for url in addresses_of(params.get("url"))):
         warnings.append("allow_insecure_http is set: secret ids and tokens cross the network in clear; use https:// "
                         "outside a lab.")
     return warnings

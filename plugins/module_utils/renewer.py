@@ -21,13 +21,15 @@ import os
 import sys
 
 from .errors import MinibusError
-from . import health
+from . import health, outage
 from .files import write_file_atomic
 from .issuance import CERTIFICATE_SPEC, ensure_certificate
 from .options import AUTH_SPEC, CONNECTION_SPEC, resolve_env
 
 # Config keys the renewer understands beyond the module's options.
-_RENEWER_KEYS = ("stamp_path", "state_path", "metrics_path", "mode", "owner", "group")
+_RENEWER_KEYS = ("stamp_path", "state_path", "metrics_path", "mode", "owner", "group",
+                 # the timer's OnCalendar/RandomizedDelaySec, for the outage budget --status states
+                 "timer_on_calendar", "timer_randomized_delay")
 
 
 def load_config(path):
@@ -88,7 +90,19 @@ def _health(params):
 
     --force is this run's request, not the certificate's state: the record shows whether it is due.
     """
-    return health.collect(dict(params, force=False))
+    record = health.collect(dict(params, force=False))
+    record.update(_outage_budget(params))
+    return record
+
+
+def _outage_budget(params):
+    """The longest Vault outage this configuration survives (outage.py): --status, --json and the metrics."""
+    try:
+        info = outage.budget_of(params.get("ttl"), params.get("renew_before"), params.get("timer_on_calendar"),
+                                params.get("timer_randomized_delay"))
+    except MinibusError as exc:
+        return {"outage_budget_seconds": None, "outage_budget": "unknown (%s)" % exc.message}
+    return {"outage_budget_seconds": info["outage_budget_seconds"], "outage_budget": info["text"]}
 
 
 def _report(params, args):

@@ -16,9 +16,17 @@ __metaclass__ = type
 
 import json
 import re
+import socket
+import threading
 import time
 import traceback
 
+try:
+    from urllib.parse import urlsplit
+except ImportError:  # pragma: no cover - Python 2
+    from urlparse import urlsplit  # pylint: disable=import-error
+
+from .options import addresses_of
 from .errors import (
     InvalidInput,
     MinibusError,
@@ -39,17 +47,127 @@ except (ImportError, ValueError):
     HVAC_IMPORT_ERROR = traceback.format_exc()
 
 hvac = requests = None
+_HTTPAdapterWithWatch = None
 
 # Vault's answers here are a few KiB; anything this large is an attack or a misdirected URL.
 MAX_ANSWER_BYTES = 1024 * 1024
 
+# Answers of a node that cannot serve (sealed, a standby, not the active node): the next address may.
+_NOT_ACTIVE = ("not the active node", "local node not active", "node is not active", "standby")
+_PERF_STANDBY_STATUS = 473
+
+# The in-flight request's watch, per thread: the connection classes below register their sockets there.
+_CURRENT = threading.local()
+
 
 def _import_hvac():
-    global hvac, requests  # pylint: disable=global-statement
+    global hvac, requests, _HTTPAdapterWithWatch  # pylint: disable=global-statement
     if requests is None:
         import hvac.adapters  # pylint: disable=redefined-outer-name
         import requests  # pylint: disable=redefined-outer-name
+        _HTTPAdapterWithWatch = _watched_adapter_class(requests)
     return hvac, requests
+
+
+class _Watch:
+    """Shuts down the sockets of one request when its wall-clock deadline passes.
+
+    A socket time-out bounds each read, so a server dripping a byte every few seconds would hold a
+    request for ever; shutting the socket down ends connect, handshake, headers and body alike. The
+    sockets are kept as duplicates of their descriptors: TLS wrapping detaches the original object,
+    and a shutdown through any descriptor ends the connection.
+    """
+
+    def __init__(self):
+        self.fired = False
+        self._sockets = []
+        self._lock = threading.Lock()
+
+    def add(self, sock):
+        try:
+            duplicate = socket.fromfd(sock.fileno(), sock.family, sock.type)
+        except (OSError, ValueError, AttributeError):
+            return
+        with self._lock:
+            self._sockets.append(duplicate)
+            if self.fired:
+                _shutdown(duplicate)
+
+    def fire(self):
+        with self._lock:
+            self.fired = True
+            for sock in self._sockets:
+                _shutdown(sock)
+
+    def close(self):
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets = []
+
+
+def _shutdown(sock):
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _watch_socket(sock):
+    watch = getattr(_CURRENT, "watch", None)
+    if watch is not None and sock is not None:
+        watch.add(sock)
+
+
+def _watched_adapter_class(requests_module):
+    """A requests HTTPAdapter whose connections register their sockets with the current _Watch."""
+    import urllib3.connectionpool as pools  # pylint: disable=import-outside-toplevel
+    import urllib3.poolmanager as managers  # pylint: disable=import-outside-toplevel
+
+    def watched(connection_class):
+        class Watched(connection_class):
+            def _new_conn(self):
+                sock = super(Watched, self)._new_conn()
+                _watch_socket(sock)
+                return sock
+
+            def putrequest(self, *args, **kwargs):
+                _watch_socket(getattr(self, "sock", None))  # a kept-alive connection
+                return super(Watched, self).putrequest(*args, **kwargs)
+        return Watched
+
+    class HTTPPool(pools.HTTPConnectionPool):
+        ConnectionCls = watched(pools.HTTPConnectionPool.ConnectionCls)
+
+    class HTTPSPool(pools.HTTPSConnectionPool):
+        ConnectionCls = watched(pools.HTTPSConnectionPool.ConnectionCls)
+
+    classes = {"http": HTTPPool, "https": HTTPSPool}
+
+    class HTTPAdapterWithWatch(requests_module.adapters.HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            super(HTTPAdapterWithWatch, self).init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = classes
+
+        def proxy_manager_for(self, *args, **kwargs):
+            manager = super(HTTPAdapterWithWatch, self).proxy_manager_for(*args, **kwargs)
+            if isinstance(manager, managers.ProxyManager):
+                manager.pool_classes_by_scheme = classes
+            return manager
+
+    return HTTPAdapterWithWatch
+
+
+def _SessionThatNeverRedirects():  # noqa: N802 - builds a class instance once requests is imported
+    """A requests Session that cannot follow a redirect, whatever allow_redirects hvac passes.
+
+    (max_redirects=0 would not do: requests then raises TooManyRedirects even with allow_redirects=False,
+    and the 3xx answer, needed for a clear sentence, is gone.)
+    """
+    class NeverRedirects(requests.Session):
+        def resolve_redirects(self, *args, **kwargs):  # pylint: disable=unused-argument
+            return iter(())
+    return NeverRedirects()
 
 
 class Session:
@@ -63,37 +181,117 @@ class Session:
         self.lease_duration = lease_duration
 
 
+class _Failed(Exception):
+    """One attempt at one address failed: the error and what may follow.
+
+    secret_safe: Vault cannot have acted on it (a single-use secret sent with it is unspent).
+    next_node: this node cannot serve (unreachable, TLS, sealed, standby, redirect): try the next address.
+    repeat: a later round of retries may help.
+    """
+
+    def __init__(self, error, secret_safe, next_node=False, repeat=True):
+        super(_Failed, self).__init__(error.message)
+        self.error = error
+        self.secret_safe = secret_safe
+        self.next_node = next_node
+        self.repeat = repeat
+        # 502/504 are repeated (the old rule) but a proxy may have passed the request on: not "not processed".
+        error.not_processed = secret_safe and (next_node or error.status is None)
+
+
+def address_order(addresses, preferred):
+    """The order to try the addresses in: the one that served last first, then the others as configured."""
+    if preferred in addresses:
+        return [preferred] + [a for a in addresses if a != preferred]
+    return list(addresses)
+
+
+def run_budget(timeout, retries, address_count, total_timeout=None):
+    """Seconds a whole run may spend talking to Vault: total_timeout, or timeout x (retries+1) x addresses."""
+    if total_timeout:
+        return total_timeout
+    return timeout * (retries + 1) * max(address_count, 1)
+
+
+def redirect_target(location, address):
+    """The scheme and host (no path, query, user or token) a Location header points at."""
+    try:
+        parts = urlsplit((location or "").strip())
+        base = urlsplit(address)
+        scheme = parts.scheme or base.scheme
+        host = parts.hostname or base.hostname or "?"
+        port = parts.port if parts.hostname else (base.port if not parts.scheme else None)
+    except ValueError:
+        return "an unreadable address"
+    if ":" in host:
+        host = "[%s]" % host
+    return "%s://%s%s" % (scheme, host, ":%d" % port if port else "")
+
+
+def redirect_sentence(address, location):
+    return ("Vault at %s answered with a redirect to %s, which minibus.pki never follows: set url to the node that "
+            "serves (or list every node in url); nothing was sent there." % (address, redirect_target(location, address)))
+
+
 class VaultClient:
-    """HTTP to one Vault server, with retries, clear errors and no secret in any message."""
+    """HTTP to a Vault server (one or several addresses of one cluster): deadlines, failover, retries, clear errors.
+
+    Never follows a redirect. Each request has a wall-clock deadline (timeout) covering connect, TLS, headers
+    and body; the whole client (one module run, lookup call or renewer run) has a budget (total_timeout).
+    """
 
     def __init__(self, url, ca_cert=None, validate_certs=True, namespace=None, timeout=30, retries=3,
-                 backoff=0.5):
+                 backoff=0.5, total_timeout=None):
         _import_hvac()
-        self.url = url.rstrip("/")
+        self.addresses = addresses_of(url)
+        if not self.addresses:
+            raise InvalidInput("No Vault address: set url, or VAULT_ADDR (or BAO_ADDR) in the environment.")
+        self._preferred = self.addresses[0]
         self.retries = retries
         self.backoff = backoff
+        self.timeout = timeout
+        self.budget = run_budget(timeout, retries, len(self.addresses), total_timeout)
+        self._budget_end = None
         self._secrets = set()
         verify = (ca_cert or True) if validate_certs else False
-        self._adapter = hvac.adapters.RawAdapter(
-            base_uri=self.url, token=None, verify=verify, timeout=timeout, namespace=namespace or None,
-        )
+        self._session = _SessionThatNeverRedirects()
+        self._session.verify = verify
+        watched = _HTTPAdapterWithWatch()
+        self._session.mount("https://", watched)
+        self._session.mount("http://", watched)
+        self._adapters = dict(
+            (address, hvac.adapters.RawAdapter(base_uri=address, token=None, verify=verify, timeout=timeout,
+                                               namespace=namespace or None, session=self._session,
+                                               allow_redirects=False))
+            for address in self.addresses)
         self.request_count = 0
+
+    @property
+    def url(self):
+        """The address that served last (or the first configured)."""
+        return self._preferred
 
     def remember_secret(self, *secrets):
         """Secrets that must never appear in an error message raised by this client."""
         self._secrets.update(s for s in secrets if s)
 
     def close(self):
-        self._adapter.close()
+        self._session.close()
+
+    def _remaining(self):
+        if self._budget_end is None:
+            self._budget_end = time.monotonic() + self.budget
+        return self._budget_end - time.monotonic()
 
     def request(self, method, path, token=None, data=None, wrap_ttl=None, consumes_secret=False, what=None):
         """Send one request; return the decoded JSON body (None for 204).
 
         consumes_secret marks a request that uses up something single-use (an AppRole login with a
-        secret id, an unwrap). Such a request is retried only when Vault cannot have acted on it:
-        the connection was never made, Vault answered 429, or Vault is sealed. Anything else (a
-        time-out while waiting for the answer, a dropped connection, a 500) may mean the secret id
-        is already spent, and a blind retry would only hide that.
+        secret id, an unwrap). Such a request is retried, or sent to another address, only when Vault
+        cannot have acted on it: the connection was never made, the TLS handshake failed, Vault answered
+        429, is sealed, is a standby that does not serve, or redirected. Anything else (the deadline
+        passing while waiting for the answer, a dropped connection, a 500) may mean the secret id is
+        already spent, and a blind retry would only hide that.
         """
         headers = {}
         if token:
@@ -105,74 +303,146 @@ class VaultClient:
         attempt = 0
         while True:
             attempt += 1
-            retry_safe, error = True, None
-            try:
-                self.request_count += 1
-                response = self._adapter.request(
-                    method, "/v1/" + path, headers=headers, json=data, raise_exception=False, stream=True,
-                )
-                body = self._read_capped(response, what)
-            except requests.exceptions.SSLError as exc:
-                error = VaultUnreachable(self.scrub(
-                    "TLS verification of Vault at %s failed (%s): set ca_cert (or VAULT_CACERT) to the CA "
-                    "bundle that signed Vault's certificate." % (self.url, _short_reason(exc))))
-                error.not_processed = True  # no request crosses a failed handshake
-                raise error
-            except requests.exceptions.ConnectTimeout:
-                error = VaultUnreachable(
-                    "Could not connect to Vault at %s (connection timed out): check url (or VAULT_ADDR) "
-                    "and that Vault is running and reachable." % self.url)
-            except requests.exceptions.ConnectionError as exc:
-                never_sent = _connection_never_made(exc)
-                retry_safe = never_sent
-                if never_sent:
-                    error = VaultUnreachable(
-                        "Could not connect to Vault at %s (%s): check url (or VAULT_ADDR) and that Vault is "
-                        "running and reachable." % (self.url, _short_reason(exc)))
+            failed, tried = None, []
+            for address in address_order(self.addresses, self._preferred):
+                try:
+                    result = self._request_at(address, method, path, headers, data, what)
+                except _Failed as exc:
+                    failed = exc
                 else:
-                    error = VaultUnreachable(
-                        "The connection to Vault at %s broke during %s (%s): check Vault's health and any proxy, "
-                        "then run again." % (self.url, what, _short_reason(exc)))
-            except requests.exceptions.Timeout:
-                retry_safe = False
-                error = VaultUnreachable(
-                    "Vault at %s did not answer %s in time: raise timeout or check Vault's load." % (self.url, what))
-            except ValueError as exc:  # requests rejects malformed URLs with ValueError subclasses
-                raise MinibusError("The Vault address %s is not usable (%s): give it as https://host:8200."
-                                   % (self.url, _short_reason(exc)))
-            except requests.exceptions.RequestException as exc:  # redirects, broken encodings, ...
-                retry_safe = False
-                error = VaultUnreachable("The request to Vault at %s for %s failed (%s): check url and any proxy "
-                                         "in between." % (self.url, what, _short_reason(exc)))
-            else:
-                if response.status_code < 400:
-                    if response.status_code == 204 or not body:
-                        return None
-                    try:
-                        return json.loads(body.decode("utf-8"))
-                    except ValueError:
-                        raise MinibusError(
-                            "Vault at %s answered %s with something that is not JSON: check that url points "
-                            "at Vault's API (not a proxy or web page)." % (self.url, what))
-                errors = _errors_of(body)
-                if response.status_code == 429 or response.status_code == 503:
-                    retry_safe = True
-                elif response.status_code >= 500:
-                    retry_safe = response.status_code not in (500, 501)
-                else:
-                    raise self._error_for(response.status_code, errors, path, what)
-                error = self._error_for(response.status_code, errors, path, what)
-            error.not_processed = retry_safe and (error.status in (None, 429, 503))
-            if consumes_secret and not retry_safe:
-                if isinstance(error, MinibusError):
-                    error = type(error)(error.message.rstrip(".") + "; it was not retried because the "
-                                        "single-use secret may already be spent.", error.status, error.vault_errors)
+                    self._preferred = address
+                    return result
+                tried.append(address)
+                if consumes_secret and not failed.secret_safe:
+                    raise self._spent(failed.error)
+                if not failed.next_node:
+                    break
+            error = failed.error
+            if len(tried) > 1:
+                error = type(error)("None of the Vault addresses %s could serve %s; the last said: %s"
+                                    % (", ".join(tried), what, error.message), error.status, error.vault_errors)
+                error.not_processed = failed.error.not_processed
+            if not failed.repeat or attempt > self.retries:
                 raise error
-            if attempt > self.retries:
-                raise error
-            time.sleep(min(self.backoff * (2 ** (attempt - 1)), 5.0))
+            pause = min(self.backoff * (2 ** (attempt - 1)), 5.0)
+            if self._remaining() <= pause:
+                used_up = type(error)(error.message.rstrip(".") + "; not retried: the run's total_timeout (%d s) is "
+                                      "used up." % self.budget, error.status, error.vault_errors)
+                used_up.not_processed = error.not_processed
+                raise used_up
+            time.sleep(pause)
 
-    def _read_capped(self, response, what):
+    @staticmethod
+    def _spent(error):
+        spent = type(error)(error.message.rstrip(".") + "; it was not retried because the single-use secret may "
+                            "already be spent.", error.status, error.vault_errors)
+        spent.not_processed = False
+        return spent
+
+    def _request_at(self, address, method, path, headers, data, what):
+        """One attempt at one address, inside the deadline; the decoded answer, or _Failed / MinibusError."""
+        remaining = self._remaining()
+        if remaining <= 0:
+            raise _Failed(VaultUnreachable(
+                "The Vault requests of this run used up total_timeout (%d s) before %s: check Vault's health and "
+                "the network, or raise total_timeout." % (self.budget, what)), secret_safe=True, repeat=False)
+        deadline = min(float(self.timeout), remaining)
+        by_budget = remaining < self.timeout - 1  # (the derived budget is whole timeouts: not cut by a hair)
+        watch = _Watch()
+        _CURRENT.watch = watch
+        timer = threading.Timer(deadline, watch.fire)
+        timer.daemon = True
+        timer.start()
+        try:
+            self.request_count += 1
+            response = self._adapters[address].request(
+                method, "/v1/" + path, headers=headers, json=data, raise_exception=False, stream=True,
+            )
+            body = self._read_capped(response, what, address)
+            if watch.fired:  # a shut-down socket can also look like an answer that simply ended
+                raise _Failed(VaultUnreachable("deadline"), secret_safe=False)
+        except _Failed:
+            raise self._deadline_failure(address, what, deadline, by_budget)
+        except (requests.exceptions.RequestException, ValueError, OSError) as exc:
+            if watch.fired:
+                raise self._deadline_failure(address, what, deadline, by_budget)
+            raise self._transport_failure(address, what, exc)
+        except MinibusError:
+            if watch.fired:
+                raise self._deadline_failure(address, what, deadline, by_budget)
+            raise
+        finally:
+            timer.cancel()
+            _CURRENT.watch = None
+            watch.close()
+        return self._decode(address, response, body, path, what)
+
+    def _deadline_failure(self, address, what, deadline, by_budget):
+        if by_budget:
+            return _Failed(VaultUnreachable(
+                "Vault at %s did not answer %s within the %d s left of total_timeout (%d s for the whole run): check "
+                "Vault's load and the network, or raise total_timeout." % (address, what, round(deadline), self.budget)),
+                secret_safe=False, repeat=False)
+        return _Failed(VaultUnreachable(
+            "Vault at %s did not answer %s within %d s (timeout): check Vault's load and the network, or raise "
+            "timeout." % (address, what, round(deadline))), secret_safe=False)
+
+    def _transport_failure(self, address, what, exc):
+        if isinstance(exc, requests.exceptions.SSLError):
+            return _Failed(VaultUnreachable(self.scrub(
+                "TLS verification of Vault at %s failed (%s): set ca_cert (or VAULT_CACERT) to the CA "
+                "bundle that signed Vault's certificate." % (address, _short_reason(exc)))),
+                secret_safe=True, next_node=True, repeat=False)  # no request crosses a failed handshake
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return _Failed(VaultUnreachable(
+                "Could not connect to Vault at %s (connection timed out): check url (or VAULT_ADDR) "
+                "and that Vault is running and reachable." % address), secret_safe=True, next_node=True)
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            if _connection_never_made(exc):
+                return _Failed(VaultUnreachable(
+                    "Could not connect to Vault at %s (%s): check url (or VAULT_ADDR) and that Vault is "
+                    "running and reachable." % (address, _short_reason(exc))), secret_safe=True, next_node=True)
+            return _Failed(VaultUnreachable(
+                "The connection to Vault at %s broke during %s (%s): check Vault's health and any proxy, "
+                "then run again." % (address, what, _short_reason(exc))), secret_safe=False)
+        if isinstance(exc, requests.exceptions.Timeout):
+            return _Failed(VaultUnreachable(
+                "Vault at %s did not answer %s within %d s (timeout): check Vault's load and the network, or raise "
+                "timeout." % (address, what, self.timeout)), secret_safe=False)
+        if isinstance(exc, ValueError):  # requests rejects malformed URLs with ValueError subclasses
+            raise MinibusError("The Vault address %s is not usable (%s): give it as https://host:8200."
+                               % (address, _short_reason(exc)))
+        return _Failed(VaultUnreachable(  # broken encodings, a socket error, ...
+            "The request to Vault at %s for %s failed (%s): check url and any proxy in between."
+            % (address, what, _short_reason(exc))), secret_safe=False)
+
+    def _decode(self, address, response, body, path, what):
+        status = response.status_code
+        if 300 <= status < 400:
+            # Never followed: the body and the token would go wherever Location says, http:// included.
+            raise _Failed(MinibusError(self.scrub(redirect_sentence(address, response.headers.get("Location"))),
+                                       status), secret_safe=True, next_node=True, repeat=False)
+        if status < 400:
+            if status == 204 or not body:
+                return None
+            try:
+                return json.loads(body.decode("utf-8"))
+            except ValueError:
+                raise MinibusError(
+                    "Vault at %s answered %s with something that is not JSON: check that url points "
+                    "at Vault's API (not a proxy or web page)." % (address, what))
+        errors = _errors_of(body)
+        error = self._error_for(status, errors, path, what, address)
+        lowered = " ".join(errors).lower()
+        if status in (429, 503, _PERF_STANDBY_STATUS):
+            raise _Failed(error, secret_safe=True, next_node=True)
+        if status >= 500 and any(marker in lowered for marker in _NOT_ACTIVE):
+            raise _Failed(error, secret_safe=True, next_node=True)
+        if status >= 500:
+            raise _Failed(error, secret_safe=status not in (500, 501))
+        raise error
+
+    def _read_capped(self, response, what, address=None):
         """The body, read up to MAX_ANSWER_BYTES: a larger answer is refused before it fills memory."""
         try:
             declared = int(response.headers.get("Content-Length") or 0)
@@ -191,19 +461,23 @@ class VaultClient:
         if declared > MAX_ANSWER_BYTES or size > MAX_ANSWER_BYTES:
             raise MinibusError("Vault at %s answered %s with more than %d KiB, far more than any real answer: "
                                "refused; check that url points at Vault's API, not a proxy or a file server."
-                               % (self.url, what, MAX_ANSWER_BYTES // 1024))
+                               % (address or self.url, what, MAX_ANSWER_BYTES // 1024))
         return b"".join(chunks)
 
     def scrub(self, text):
         """text without any secret this client has seen."""
         return scrub(text, self._secrets)
 
-    def _error_for(self, status, errors, path, what):
+    def _error_for(self, status, errors, path, what, address=None):
         """Turn one Vault error answer into one sentence that says what to do."""
+        address = address or self.url
         detail = self.scrub(one_line("; ".join(errors))) if errors else "HTTP %d" % status
         lowered = detail.lower()
         if status == 503 and "sealed" in lowered:
-            return VaultUnreachable("Vault at %s is sealed: unseal it, then run again." % self.url, status, errors)
+            return VaultUnreachable("Vault at %s is sealed: unseal it, then run again." % address, status, errors)
+        if status == _PERF_STANDBY_STATUS or (status >= 500 and any(m in lowered for m in _NOT_ACTIVE)):
+            return VaultUnreachable("Vault at %s is a standby that does not serve %s (%s): list the active node (or "
+                                    "every node) in url." % (address, what, detail), status, errors)
         if "invalid role or secret id" in lowered or "invalid secret id" in lowered:
             return SecretIdRejected(
                 "AppRole login was refused: the role id is wrong, or the secret id was already used, has expired "
@@ -224,7 +498,7 @@ class VaultClient:
         if status >= 500:
             return VaultUnreachable(
                 "Vault at %s failed on %s (%s): check Vault's health and logs, then run again."
-                % (self.url, what, detail), status, errors)
+                % (address, what, detail), status, errors)
         return MinibusError("Vault refused %s (%s)." % (what, detail), status, errors)
 
 
@@ -270,7 +544,8 @@ def client_from_options(params):
     return VaultClient(params["url"], ca_cert=params.get("ca_cert"),
                        validate_certs=params.get("validate_certs", True) is not False,
                        namespace=params.get("namespace"), timeout=params.get("timeout") or 30,
-                       retries=3 if params.get("retries") is None else params["retries"])
+                       retries=3 if params.get("retries") is None else params["retries"],
+                       total_timeout=params.get("total_timeout") or None)
 
 
 # --- AppRole and wrapping -------------------------------------------------------------------
@@ -280,7 +555,7 @@ def secret_id_path(auth_mount_point, approle_name):
 
 
 def approle_login(client, role_id, secret_id, auth_mount_point="approle"):
-    """User story 1: trade role id + single-use secret id for a token."""
+    """AppRole login: trade role id + single-use secret id for a token."""
     client.remember_secret(secret_id)
     body = client.request("POST", "auth/%s/login" % auth_mount_point,
                           data={"role_id": role_id, "secret_id": secret_id},
@@ -410,7 +685,7 @@ def authenticate(client, params):
 
 # --- PKI --------------------------------------------------------------------------------------
 
-# The request names CN and SANs (as the user stories' curl does) while a role with the default
+# The request names CN and SANs (as a plain curl of the sign endpoint does) while a role with the default
 # use_csr_common_name/use_csr_sans takes them from the CSR: the same names, so this is only noise.
 _NOISE_WARNING = re.compile(r"field was provided but the role is set with .use_csr_")
 
@@ -444,7 +719,7 @@ def _explain_pki_refusal(exc, path, data):
 
 def sign_csr(client, token, engine_mount_point, role_name, csr_pem, common_name, alt_names=None, ip_sans=None,
              ttl=None):
-    """User story 3: POST the CSR to <mount>/sign/<role>; the private key never leaves the host."""
+    """Sign: POST the CSR to <mount>/sign/<role>; the private key never leaves the host."""
     data = {"csr": csr_pem, "common_name": common_name, "format": "pem"}
     data.update(_san_fields(alt_names, ip_sans, ttl))
     return _pki_request(client, token, engine_mount_point, role_name, "sign", data)
@@ -452,7 +727,7 @@ def sign_csr(client, token, engine_mount_point, role_name, csr_pem, common_name,
 
 def issue(client, token, engine_mount_point, role_name, common_name, key_type, key_bits, alt_names=None,
           ip_sans=None, ttl=None):
-    """User story 2: Vault makes the key. Type and size are always named (a role with key_type any needs them)."""
+    """Issue: Vault makes the key. Type and size are always named (a role with key_type any needs them)."""
     data = {"common_name": common_name, "format": "pem", "private_key_format": "pkcs8",
             "key_type": key_type, "key_bits": key_bits}
     data.update(_san_fields(alt_names, ip_sans, ttl))

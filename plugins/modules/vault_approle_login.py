@@ -13,7 +13,7 @@ module: vault_approle_login
 short_description: Log in to Vault or OpenBao with AppRole and return the token
 version_added: 0.1.0
 description:
-  - User story "retrieve token", trade the role id and a single-use secret id (or a response-wrapped secret
+  - Trades the role id and a single-use secret id (or a response-wrapped secret
     id, whose creation path is checked before it is unwrapped) for a Vault token.
   - The token is returned, so set C(no_log) on the task, and prefer
     M(minibus.pki.vault_pki_issue) with inline authentication, where the token never sits in a variable and is
@@ -26,7 +26,15 @@ extends_documentation_fragment:
   - minibus.pki.connection
   - minibus.pki.auth
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
 attributes:
+  action_group:
+    description:
+      - Use C(group/minibus.pki.vault) in C(module_defaults) to set the shared connection and authentication options
+        once for M(minibus.pki.vault_approle_login), M(minibus.pki.vault_unwrap) and M(minibus.pki.vault_pki_issue).
+    support: full
+    membership:
+      - minibus.pki.vault
   check_mode:
     support: full
     details: In check mode no request is sent (a login would spend the secret id) and no token is returned.
@@ -38,6 +46,14 @@ requirements:
   - hvac (Debian 12's python3-hvac 0.11.2 or newer)
 notes:
   - This module does not accept O(token); it exists to obtain one.
+seealso:
+  - module: minibus.pki.vault_pki_issue
+    description: Logs in, gets a certificate and revokes the token in one task, so the token never sits in a variable.
+  - module: community.hashi_vault.vault_login
+    description: The general-purpose login module of community.hashi_vault (many auth methods, no creation-path check of wrapped secret ids).
+  - plugin: community.hashi_vault.vault_login
+    plugin_type: lookup
+    description: The same login as a lookup on the controller.
 """
 
 EXAMPLES = r"""

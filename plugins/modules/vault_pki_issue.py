@@ -35,7 +35,7 @@ description:
   - Every answer from Vault is checked before anything is written, see O(trust_anchor_path).
   - With O(secret_id_store), every run that talks to Vault also mints the next secret id (response-wrapped,
     creation path checked), and stores it atomically (mode 0600) before the certificate is requested. The
-    on-host renewer of the M(minibus.pki.minibus_certs) role uses that store. Without explicit credentials
+    on-host renewer of the R(minibus.pki.minibus_certs,ansible_collections.minibus.pki.minibus_certs_role) role uses that store. Without explicit credentials
     the module logs in with the stored secret id, as the renewer does.
 author:
   - minibus.pki maintainers (@minibus-pki)
@@ -44,7 +44,15 @@ extends_documentation_fragment:
   - minibus.pki.auth
   - ansible.builtin.files
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
 attributes:
+  action_group:
+    description:
+      - Use C(group/minibus.pki.vault) in C(module_defaults) to set the shared connection and authentication options
+        once for M(minibus.pki.vault_approle_login), M(minibus.pki.vault_unwrap) and M(minibus.pki.vault_pki_issue).
+    support: full
+    membership:
+      - minibus.pki.vault
   check_mode:
     support: full
     details: Decides and reports without any Vault request and without writing.
@@ -172,6 +180,22 @@ notes:
   - Bad options, unreachable Vault, refused names or key types, capped TTLs, unwritable paths and answers that
     fail a check (junk, other names, expired, not yet valid, far too long, foreign chain, larger than 1 MiB)
     fail with one sentence and change no file.
+seealso:
+  - plugin: minibus.pki.vault_secret_id
+    plugin_type: lookup
+    description: Mints the response-wrapped secret id on the controller that O(secret_id_wrapping_token) takes.
+  - module: minibus.pki.vault_unwrap
+    description: Unwraps a wrapping token after the same creation-path check.
+  - module: community.hashi_vault.vault_pki_generate_certificate
+    description: Has Vault generate key and certificate (C(issue)) and returns them; no CSR, no file handling, no renewal decision.
+  - module: community.hashi_vault.vault_login
+    description: Logs in with many auth methods and returns the token.
+  - module: community.crypto.openssl_privatekey
+    description: Makes a private key on the host, for a certificate workflow of your own.
+  - module: community.crypto.openssl_csr
+    description: Makes a certificate signing request on the host.
+  - module: community.crypto.x509_certificate_info
+    description: Reads the fields of the certificate this module installed.
 """
 
 EXAMPLES = r"""

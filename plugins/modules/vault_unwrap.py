@@ -22,7 +22,15 @@ author:
 extends_documentation_fragment:
   - minibus.pki.connection
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
 attributes:
+  action_group:
+    description:
+      - Use C(group/minibus.pki.vault) in C(module_defaults) to set the shared connection and authentication options
+        once for M(minibus.pki.vault_approle_login), M(minibus.pki.vault_unwrap) and M(minibus.pki.vault_pki_issue).
+    support: full
+    membership:
+      - minibus.pki.vault
   check_mode:
     support: full
     details: In check mode the token is looked up and its creation path checked, but it is not unwrapped.
@@ -43,6 +51,17 @@ options:
         C(auth/approle/role/minibus-generate-sign-server-keys/secret-id).
     type: str
     required: true
+seealso:
+  - plugin: minibus.pki.vault_secret_id
+    plugin_type: lookup
+    description: Mints the wrapped secret ids this module unwraps.
+  - module: minibus.pki.vault_approle_login
+    description: Logs in with a wrapped secret id, doing this check and the unwrap itself.
+  - module: minibus.pki.vault_pki_issue
+    description: Unwraps, logs in and gets a certificate in one task, so the secret id never sits in a variable.
+  - plugin: community.hashi_vault.vault_read
+    plugin_type: lookup
+    description: Reads a Vault path with community.hashi_vault's options (no creation-path check).
 """
 
 EXAMPLES = r"""

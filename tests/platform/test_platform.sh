@@ -4,7 +4,7 @@
 # (localhost/minibus-debian12, localhost/minibus-debian13; tools/podman/build-image.sh):
 #   1. offline re-run: every package present, apt lists two days old, no network at all
 #      (podman --network none): the package step reports ok, changes nothing, runs no apt update
-#      (issue 11: `cache_valid_time: 3600` made every re-run an hour later fail without a mirror);
+#      (`cache_valid_time: 3600` made every re-run an hour later fail without a mirror);
 #   2. a missing package is installed through the package manager (check mode: no network);
 #   3. an OS without vars/<distribution>-<major>.yml stops with one sentence naming the file.
 # Needs root, podman and the images; about 15 s per image. Usage: tests/platform/test_platform.sh

@@ -45,6 +45,7 @@ ROOT_TOKEN = "root"
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO_ROOT, "tools"))
 import devbao  # noqa: E402  pylint: disable=wrong-import-position
+import raftbao  # noqa: E402  pylint: disable=wrong-import-position
 from collection_path import make_collection_importable  # noqa: E402  pylint: disable=wrong-import-position
 
 COLLECTIONS_DIR = make_collection_importable("minibus-reliability-coll-")
@@ -111,25 +112,12 @@ class Vault(object):
             return handle.read()
 
     def bootstrap(self):
-        out = subprocess.run(
-            [os.path.join(BIN_DIR, "ansible-playbook"), "-i", "localhost,",
-             os.path.join(REPO_ROOT, "playbooks", "vault_bootstrap.yml"),
-             "-e", "minibus_vault_url=%s" % self.url, "-e", "minibus_vault_ca_cert=%s" % self.ca_cert,
-             "-e", "minibus_vault_token=%s" % ROOT_TOKEN,
-             "-e", "minibus_vault_trust_anchor_dest=%s" % os.path.join(self.dir, "root-ca.pem")],
-            check=False, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
-            timeout=300)
-        assert out.returncode == 0, out.stdout[-3000:]
-        out = subprocess.run([devbao.bao_path(), "token", "create", "-policy=minibus-broker", "-ttl=2h", "-field=token"],
-                             check=False, env=clean_env(BAO_ADDR=self.url, BAO_CACERT=self.ca_cert, BAO_TOKEN=ROOT_TOKEN), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
-        assert out.returncode == 0, out.stderr
-        self.broker_token = out.stdout.strip()
-        assert self.broker_token
+        self.broker_token = bootstrap_server(self.url, self.ca_cert, self.root_token,
+                                             os.path.join(self.dir, "root-ca.pem"))
 
     # --- API helpers ---
     def api(self, method, path, token=None, json_body=None, wrap_ttl=None, expect=(200, 204)):
-        headers = {"X-Vault-Token": token or ROOT_TOKEN}
+        headers = {"X-Vault-Token": token or self.root_token}
         if wrap_ttl:
             headers["X-Vault-Wrap-TTL"] = str(wrap_ttl)
         response = requests.request(method, "%s/v1/%s" % (self.url, path), headers=headers, json=json_body,
@@ -177,6 +165,88 @@ class Vault(object):
         return entries
 
 
+def bootstrap_server(url, ca_cert, root_token, trust_anchor_dest):
+    """playbooks/vault_bootstrap.yml against url, then a broker token (as tests/integration/run.sh); returns it."""
+    out = subprocess.run(
+        [os.path.join(BIN_DIR, "ansible-playbook"), "-i", "localhost,",
+         os.path.join(REPO_ROOT, "playbooks", "vault_bootstrap.yml"),
+         "-e", "minibus_vault_url=%s" % url, "-e", "minibus_vault_ca_cert=%s" % ca_cert,
+         "-e", "minibus_vault_token=%s" % root_token,
+         "-e", "minibus_vault_trust_anchor_dest=%s" % trust_anchor_dest],
+        check=False, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+        timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:]
+    out = subprocess.run([devbao.bao_path(), "token", "create", "-policy=minibus-broker", "-ttl=2h", "-field=token"],
+                         check=False, env=clean_env(BAO_ADDR=url, BAO_CACERT=ca_cert, BAO_TOKEN=root_token),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    broker_token = out.stdout.strip()
+    assert broker_token
+    return broker_token
+
+
+class RaftVault(Vault):
+    """A 3-node OpenBao Raft cluster over HTTPS (tools/raftbao.py), bootstrapped through its active node.
+
+    Behaves as ``Vault`` for the helpers (``url`` is the node the API helpers and host_params talk
+    to: the active node unless ``use(node)`` picked another); ``cluster`` is the raftbao.RaftBao.
+    """
+
+    def __init__(self, directory):  # pylint: disable=super-init-not-called
+        self.cluster = raftbao.RaftBao(directory)
+        self.dir = directory
+        self.audit_log = None
+        self.ca_cert = self.cluster.ca_cert
+        self.approle_name = APPROLE_NAME
+        self.role_id = ROLE_ID
+        self.broker_token = None
+        self.unseal_key = None
+        self._url = None
+
+    @property
+    def url(self):
+        if self._url:
+            return self._url
+        leader = self.cluster.leader()
+        return (leader or self.cluster.nodes[0]).url
+
+    @property
+    def root_token(self):
+        return self.cluster.root_token
+
+    def use(self, node=None):
+        """Point url at one node (None: whichever is active)."""
+        self._url = None if node is None else self.cluster.node(node).url
+
+    def start(self):
+        try:
+            self.cluster.up()
+        except devbao.DevBaoError as exc:
+            raise AssertionError(str(exc))
+
+    def stop(self):
+        self.cluster.down()
+
+    def bootstrap(self):
+        leader = self.cluster.wait_leader()
+        self.broker_token = bootstrap_server(leader.url, self.ca_cert, self.root_token,
+                                             os.path.join(self.dir, "root-ca.pem"))
+
+
+@contextlib.contextmanager
+def bootstrapped_raft(prefix):
+    """A 3-node Raft cluster of its own, bootstrapped as production is; every node gone afterwards."""
+    directory = tempfile.mkdtemp(prefix=prefix)
+    server = RaftVault(directory)
+    try:
+        server.start()
+        server.bootstrap()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def bootstrapped_vault(prefix):
     """A dev OpenBao of its own over HTTPS, bootstrapped as production is; gone afterwards."""
@@ -207,6 +277,13 @@ def throwaway_account(prefix):
 @pytest.fixture(scope="session")
 def vault():
     with bootstrapped_vault("minibus-reliability-bao-") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def raft_vault():
+    """tools/raftbao.py's 3-node cluster, bootstrapped; a test that kills or seals a node brings it back."""
+    with bootstrapped_raft("minibus-reliability-raft-") as server:
         yield server
 
 

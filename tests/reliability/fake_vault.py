@@ -6,7 +6,9 @@
 
 Only ``POST /v1/<mount>/sign/<role>`` is served (the tests authenticate with a token, which is not
 revoked). The answer is built by the function set in ``FakeVault.answer``: it gets the CSR and the
-fake PKI and returns (status, headers, body bytes).
+fake PKI and returns (status, headers, body bytes). ``FakeVault.route``, when set, answers every
+request first: it gets (method, path, headers, body bytes) and returns (status, headers, body) or None
+to fall through; a body that is callable gets the raw socket file and writes what it likes.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -108,6 +110,7 @@ class FakeVault(object):
     def __init__(self, directory):
         self.pki = Pki()
         self.answer = None  # callable(csr) -> (status, headers, body)
+        self.route = None  # callable(method, path, headers, body) -> (status, headers, body) or None
         self.requests = []
         fake = self
 
@@ -117,15 +120,31 @@ class FakeVault(object):
             def log_message(self, *args):  # quiet
                 pass
 
+            def do_GET(self):  # noqa: N802
+                self.do_POST()
+
             def do_POST(self):  # noqa: N802
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length)
                 fake.requests.append(self.path)
+                routed = fake.route(self.command, self.path, dict(self.headers), raw) if fake.route else None
+                if routed is not None:
+                    status, headers, data = routed
+                    if status is None:  # the route wrote the whole answer itself (or nothing)
+                        data(self.wfile)
+                        self.close_connection = True
+                        return
+                    self._send(status, headers, data)
+                    return
+                body = json.loads(raw or b"{}")
                 if "/sign/" not in self.path:
                     status, headers, data = 404, {}, b'{"errors": ["no handler for route"]}'
                 else:
                     csr = x509.load_pem_x509_csr(body["csr"].encode("ascii"))
                     status, headers, data = fake.answer(csr)
+                self._send(status, headers, data)
+
+            def _send(self, status, headers, data):
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)

@@ -5,7 +5,7 @@
 """A Vault that answers badly (fake, HTTPS with its own CA): each bad answer is one sentence, nothing changes on disk.
 
 The host first gets a good certificate from the fake Vault (the pinned trust anchor is the fake PKI's
-root), then asks again (force) while the fake gives one bad answer of issue 8: expired, not yet valid,
+root), then asks again (force) while the fake gives one bad answer that the core must refuse: expired, not yet valid,
 another CN, a SAN or IP not asked for, far too long, junk PEM, non-ASCII chain, a chain to a forged root
 of the same name, an answer far above the size cap. The old files stay, byte for byte; no staging debris.
 """

@@ -2,7 +2,7 @@
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Core rules of issue 8 against the real dev OpenBao: host-minted secret ids name the host; a malformed
+"""Core rules against the real dev OpenBao: host-minted secret ids name the host; a malformed
 secret id store means re-bootstrap, never a crash."""
 
 from __future__ import absolute_import, division, print_function

@@ -53,6 +53,47 @@ def test_separate_directories_pass(tmp_path):
     assert out.returncode == 0, out.stdout
 
 
+def test_an_outage_budget_the_configuration_cannot_meet_is_refused(tmp_path):
+    out = _preflight(tmp_path, minibus_certs_outage_budget="8h", minibus_certs_timer_on_calendar="hourly")
+    assert out.returncode != 0 and "Traceback" not in out.stdout, out.stdout
+    assert ("minibus_certs_outage_budget is 8h but this configuration survives a Vault outage of up to 5h28m "
+            "(minibus_certs_ttl 24h, minibus_certs_renew_before 8h00m, minibus_certs_timer_on_calendar hourly, "
+            "minibus_certs_timer_randomized_delay 15min") in " ".join(out.stdout.split()), out.stdout
+    assert "raise minibus_certs_renew_before to at least 10h32m" in out.stdout
+
+
+@pytest.mark.parametrize("extra", [
+    {},  # unset: no check
+    {"minibus_certs_outage_budget": "6h"},
+    {"minibus_certs_outage_budget": "8h", "minibus_certs_renew_before": "11h", "minibus_certs_timer_on_calendar": "hourly"},
+])
+def test_an_outage_budget_the_configuration_meets_passes(tmp_path, extra):
+    out = _preflight(tmp_path, **extra)
+    assert out.returncode == 0, out.stdout
+
+
+def test_an_outage_budget_with_a_timer_whose_period_is_unknown_says_so(tmp_path):
+    out = _preflight(tmp_path, minibus_certs_outage_budget="6h", minibus_certs_timer_on_calendar="Mon *:00")
+    assert out.returncode != 0 and "Traceback" not in out.stdout, out.stdout
+    assert "minibus_certs_timer_on_calendar 'Mon *:00' is not a form whose period can be computed" in out.stdout
+
+
+@pytest.mark.parametrize("url", [["https://v1.example.org:8200", "https://v2.example.org:8200"],
+                                 "https://v1.example.org:8200, https://v2.example.org:8200"])
+def test_several_vault_addresses_pass(tmp_path, url):
+    out = _preflight(tmp_path, minibus_certs_vault_url=url)
+    assert out.returncode == 0, out.stdout[-3000:]
+
+
+@pytest.mark.parametrize("url,sentence", [
+    (["https://v1.example.org:8200", "http://v2.example.org:8200"], "plain http:// address (http://v2.example.org:8200)"),
+    (["https://v1.example.org:8200", "v2.example.org:8200"], "must be the Vault/OpenBao URL"),
+])
+def test_a_bad_address_among_several_is_refused(tmp_path, url, sentence):
+    out = _preflight(tmp_path, minibus_certs_vault_url=url)
+    assert out.returncode != 0 and sentence in out.stdout, out.stdout[-3000:]
+
+
 def _role_without_facts(tmp_path, **extra):
     """The whole role (main entry point, so with argument validation) in a play with gather_facts: false.
 

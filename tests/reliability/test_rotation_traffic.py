@@ -2,7 +2,7 @@
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Intermediate CA rotation under traffic (issue 9): the README's runbook, run on a lab of real processes.
+"""Intermediate CA rotation under traffic, without a refused connection: the runbook (docs/runbooks.md), run on a lab of real processes.
 (The lab itself, hosts, rsyslogd and senders, is tests/reliability/rsyslog_lab.py, shared with bench/p5_delivery.py.)
 
 A real OpenBao over HTTPS (its own instance: the rotation and the retire change the PKI, and retire
@@ -46,7 +46,7 @@ from conftest import BIN_DIR, REPO_ROOT, bootstrapped_vault, clean_env, free_por
 from rsyslog_lab import CLIENTS, SERVER, TLS_REFUSAL, Host, Sender, presented_certificate, render_rsyslog_confs, \
     role_vars, seqs as _seqs, wait_for as _wait_for, wait_port as _wait_port
 
-RATE = 100  # lines per second per client (FINDINGS.md: the TLS hop is measured below 300/s)
+RATE = 100  # lines per second per client (kept below 300/s, as in the delivery measurements)
 # The certificates hosts start with (old intermediate) live this long, so that retire can be shown
 # refused while they are valid and done once they expired, within the test.
 FIRST_TTL = "100s"

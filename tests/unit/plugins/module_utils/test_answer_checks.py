@@ -90,7 +90,7 @@ def test_a_good_answer_passes_pinned_and_unpinned(pki):
 
 
 def _bad(pki, name):
-    """(answer, key, request) for each bad answer of issue 8."""
+    """(answer, key, request) for each bad answer the core must refuse."""
     host_key, other_key = pki["host_key"], certs.generate_private_key("ec", 256)
     i, ik = pki["intermediate"], pki["int_key"]
     self_signed_int = _ca("Intermediate", ik)

@@ -45,7 +45,12 @@ from ansible_collections.minibus.pki.plugins.module_utils.errors import InvalidI
 ])
 def test_resolve_env(params, environ, expected):
     result = options.resolve_env(dict(params), environ)
-    assert dict((k, v) for k, v in result.items() if v not in (None, "")) == expected
+    assert dict((k, v) for k, v in result.items() if v not in (None, "") and k != options.FROM_ENV) == expected
+
+
+def test_resolve_env_records_which_variable_gave_an_option():
+    result = options.resolve_env({"url": "https://x:8200"}, {"BAO_CACERT": "/b.pem", "VAULT_ADDR": "https://v"})
+    assert result[options.FROM_ENV] == {"ca_cert": "BAO_CACERT"}
 
 
 def test_resolve_env_fills_in_place():
@@ -138,3 +143,101 @@ def test_timeout_and_retries_given_as_strings_become_numbers():
     params = {"url": "https://v", "timeout": "30", "retries": " 2 "}
     options.validate_connection(params)
     assert params["timeout"] == 30 and params["retries"] == 2
+
+
+# --- the CA bundle (ca_cert) is checked before any request -----------------------------------
+
+def _ca_pem():
+    certs = pytest.importorskip("cryptography.x509")
+    import datetime
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = certs.Name([certs.NameAttribute(certs.oid.NameOID.COMMON_NAME, "Test CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (certs.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(certs.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+CA_CASES = {
+    "missing": (None, "does not exist"),
+    "empty": (b"", "is empty"),
+    "blank": (b"\n  \n", "is empty"),
+    "DER or text": (b"just some text\n", "no -----BEGIN CERTIFICATE----- block"),
+    "junk PEM": (b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "no PEM certificate that parses"),
+    "a key only": (b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "no -----BEGIN CERTIFICATE-----"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CA_CASES))
+def test_a_bad_ca_bundle_is_one_sentence_naming_the_option_and_file(tmp_path, case):
+    content, needle = CA_CASES[case]
+    path = tmp_path / "ca.pem"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(InvalidInput) as info:
+        options.validate_connection({"url": "https://v", "ca_cert": str(path)})
+    message = info.value.message
+    assert message.startswith("ca_cert %s " % path) and needle in message, message
+    assert "nothing was sent to Vault" in message and "\n" not in message
+
+
+def test_a_ca_bundle_from_the_environment_names_the_variable(tmp_path):
+    params = options.resolve_env({"url": "https://v"}, {"VAULT_CACERT": str(tmp_path / "nope.pem")})
+    with pytest.raises(InvalidInput) as info:
+        options.validate_connection(params)
+    assert info.value.message.startswith("ca_cert (from VAULT_CACERT) %s does not exist" % (tmp_path / "nope.pem"))
+
+
+def test_a_directory_and_an_unreadable_bundle_are_refused(tmp_path):
+    assert "is a directory" in options.check_ca_bundle(str(tmp_path))
+    path = tmp_path / "ca.pem"
+    path.write_bytes(_ca_pem())
+    path.chmod(0)
+    try:
+        problem = options.check_ca_bundle(str(path))
+        import os
+        if os.geteuid() == 0:
+            assert problem is None  # root reads it anyway; the issuance checks again as the owner
+        else:
+            assert "cannot be read by uid" in problem
+    finally:
+        path.chmod(0o644)
+
+
+def test_a_good_bundle_passes_and_validate_certs_false_skips_the_check(tmp_path):
+    path = tmp_path / "ca.pem"
+    path.write_bytes(b"# comment\n" + _ca_pem())
+    options.validate_connection({"url": "https://v", "ca_cert": str(path)})
+    options.validate_connection({"url": "https://v", "ca_cert": str(tmp_path / "nope"), "validate_certs": False})
+
+
+@pytest.mark.parametrize("url,expected", [
+    ("https://a:8200", ["https://a:8200"]),
+    ("https://a:8200/,https://b:8200", ["https://a:8200", "https://b:8200"]),
+    (["https://a:8200", " https://b:8200 "], ["https://a:8200", "https://b:8200"]),
+])
+def test_validate_connection_turns_url_into_the_address_list(url, expected):
+    params = {"url": url}
+    options.validate_connection(params)
+    assert params["url"] == expected
+
+
+@pytest.mark.parametrize("url,needle", [
+    (["https://a:8200", "http://b:8200"], "The Vault address http://b:8200 is plain http"),
+    ("https://a:8200,b:8200", "The Vault address 'b:8200' is not an http(s) URL"),
+    ([" ", ","], "No Vault address"),
+])
+def test_every_address_gets_the_same_checks(url, needle):
+    with pytest.raises(InvalidInput) as info:
+        options.validate_connection({"url": url})
+    assert needle in info.value.message
+
+
+def test_vault_addr_may_list_several_addresses():
+    params = options.resolve_env({}, {"VAULT_ADDR": "https://a:8200,https://b:8200"})
+    options.validate_connection(params)
+    assert params["url"] == ["https://a:8200", "https://b:8200"]

@@ -165,7 +165,7 @@ def test_main_secret_in_config_fails_cleanly(tmp_path, capsys):
 
 
 def test_timeout_and_retries_as_strings_are_numbers_not_a_type_error(tmp_path, capsys):
-    # Issue 11: "-e minibus_certs_vault_timeout=30" reached renewer.json as "30": "unexpected TypeError".
+    # A regression: "-e minibus_certs_vault_timeout=30" reached renewer.json as "30": "unexpected TypeError".
     from ansible_collections.minibus.pki.plugins.module_utils import secret_store
     store = str(tmp_path / "secret-id.json")
     secret_store.save(store, "a-stored-secret-id")
@@ -182,3 +182,27 @@ def test_junk_timeout_is_one_sentence(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 1
     assert err == "minibus-certs-renew: failed: timeout 'soon' is not a whole number: give it like 30.\n"
+
+
+@pytest.mark.parametrize("extra,line", [
+    ({}, "survives a Vault outage of up to 6h28m"),
+    ({"timer_on_calendar": "hourly", "timer_randomized_delay": "15min"}, "survives a Vault outage of up to 5h28m"),
+    ({"ttl": "24h", "renew_before": "1h", "timer_on_calendar": "hourly"}, "survives no Vault outage: renew_before"),
+    ({"timer_on_calendar": "Mon *:00"}, "unknown (OnCalendar 'Mon *:00' is not a form"),
+])
+def test_status_states_the_outage_the_configuration_survives(tmp_path, capsys, extra, line):
+    config = dict(_base_config(tmp_path), **extra)
+    config_path = _write(tmp_path, config)
+    _install_cert(config, hours_left=20)
+    assert renewer.main(["--config", config_path, "--status"], environ={}) == 0
+    table = capsys.readouterr()[0]
+    assert sum(1 for row in table.splitlines() if row.startswith("vault outage  ") and line in row) == 1, table
+    assert renewer.main(["--config", config_path, "--status", "--json"], environ={}) == 0
+    record = json.loads(capsys.readouterr()[0])
+    assert record["outage_budget"].startswith(line)
+    assert (record["outage_budget_seconds"] is None) == line.startswith("unknown")
+    # a run (nothing due) writes the metrics: the budget is a gauge unless it is unknown
+    assert renewer.main(["--config", config_path], environ={}) == 0
+    metrics = (tmp_path / "tls" / "minibus_certs.prom").read_text()
+    gauge = 'minibus_certs_outage_budget_seconds{common_name="host.example.org"} %s' % record["outage_budget_seconds"]
+    assert (gauge in metrics) == (record["outage_budget_seconds"] is not None), metrics

@@ -299,3 +299,177 @@ def test_an_answer_above_the_size_cap_is_refused_and_one_just_below_is_read(serv
         assert len(c.request("POST", "pki_int/sign/minibus-server")["data"]["certificate"]) == 3000
     finally:
         c.close()
+
+
+# --- several addresses, redirects, deadlines -------------------------------------------------
+
+def test_address_order_puts_the_one_that_served_first():
+    addresses = ["https://a", "https://b", "https://c"]
+    assert vault.address_order(addresses, "https://b") == ["https://b", "https://a", "https://c"]
+    assert vault.address_order(addresses, "https://gone") == addresses
+
+
+@pytest.mark.parametrize("url,expected", [
+    ("https://a:8200", ["https://a:8200"]),
+    ("https://a:8200/, https://b:8200,,https://a:8200", ["https://a:8200", "https://b:8200"]),
+    (["https://a", "https://b,https://c"], ["https://a", "https://b", "https://c"]),
+    (None, []),
+    ("", []),
+])
+def test_addresses_of(url, expected):
+    assert vault.addresses_of(url) == expected
+
+
+@pytest.mark.parametrize("location,expected", [
+    ("http://b:8200/v1/auth/approle/login?x=1", "http://b:8200"),
+    ("http://user:pw@evil.example/v1/x", "http://evil.example"),
+    ("/v1/sys/elsewhere", "https://a:8200"),
+    ("https://[::1]:8300/v1/x", "https://[::1]:8300"),
+    (None, "https://a:8200"),
+])
+def test_redirect_target_keeps_scheme_and_host_only(location, expected):
+    assert vault.redirect_target(location, "https://a:8200") == expected
+
+
+def test_redirect_sentence():
+    message = vault.redirect_sentence("https://a:8200", "http://b:8200/v1/auth/approle/login?token=" + SECRET)
+    assert message == ("Vault at https://a:8200 answered with a redirect to http://b:8200, which minibus.pki never "
+                       "follows: set url to the node that serves (or list every node in url); nothing was sent there.")
+
+
+def test_run_budget():
+    assert vault.run_budget(30, 3, 1) == 120
+    assert vault.run_budget(10, 0, 3) == 30
+    assert vault.run_budget(10, 0, 3, total_timeout=7) == 7
+
+
+def _client(urls, **kwargs):
+    kwargs.setdefault("backoff", 0.01)
+    kwargs.setdefault("timeout", 5)
+    return vault.VaultClient(urls, **kwargs)
+
+
+STANDBY_ANSWERS = {
+    "sealed": SEALED,
+    "429": (429, {"errors": []}),
+    "perf standby 473": (473, {"errors": []}),
+    "not the active node": (500, {"errors": ["local node not active but active cluster node not found"]}),
+    "redirect": (307, {}),
+}
+
+
+@pytest.mark.parametrize("answer", sorted(STANDBY_ANSWERS))
+@pytest.mark.parametrize("consumes_secret", [False, True])
+def test_a_node_that_cannot_serve_passes_the_request_to_the_next(server, answer, consumes_secret):
+    first, second = _Script([], final=STANDBY_ANSWERS[answer]), _Script([], final=(200, {"data": {"ok": 1}}))
+    urls = [server(first), server(second)]
+    c = _client(urls, retries=0)
+    try:
+        assert c.request("POST", "auth/approle/login", consumes_secret=consumes_secret) == {"data": {"ok": 1}}
+        assert c.url == urls[1]
+        c.request("GET", "sys/health")  # the node that served is asked first from now on
+    finally:
+        c.close()
+    assert first.hits == 1 and second.hits == 2
+
+
+@pytest.mark.parametrize("consumes_secret", [False, True])
+def test_a_refused_first_address_passes_to_the_second(server, consumes_secret):
+    second = _Script([], final=(200, {}))
+    c = _client(["http://127.0.0.1:%d" % _closed_port(), server(second)], retries=0)
+    try:
+        assert c.request("POST", "sys/wrapping/unwrap", consumes_secret=consumes_secret) == {}
+    finally:
+        c.close()
+    assert second.hits == 1
+
+
+def test_a_login_that_reached_a_node_is_never_sent_to_another(server):
+    first, second = _Script([], final=(500, {"errors": ["internal error"]})), _Script([], final=(200, {}))
+    c = _client([server(first), server(second)], retries=3)
+    try:
+        with pytest.raises(VaultUnreachable) as info:
+            c.request("POST", "auth/approle/login", consumes_secret=True, what="the AppRole login")
+    finally:
+        c.close()
+    assert first.hits == 1 and second.hits == 0
+    assert "not retried" in info.value.message and not info.value.not_processed
+
+
+def test_when_no_address_serves_one_sentence_names_them(server):
+    urls = [server(_Script([], final=SEALED)), server(_Script([], final=SEALED))]
+    c = _client(urls, retries=1)
+    try:
+        with pytest.raises(VaultUnreachable) as info:
+            c.request("GET", "sys/health", what="the health check")
+    finally:
+        c.close()
+    message = info.value.message
+    assert message.startswith("None of the Vault addresses %s, %s could serve the health check" % tuple(urls))
+    assert "is sealed" in message and info.value.not_processed
+    _assert_one_sentence(message)
+    assert c.request_count == 4  # two rounds (retries=1) of two addresses
+
+
+def test_a_redirect_alone_is_one_sentence_and_not_retried(server):
+    script = _Script([], final=(307, {}))
+    url = server(script)
+    c = _client(url, retries=3)
+    try:
+        with pytest.raises(MinibusError) as info:
+            c.request("POST", "auth/approle/login", consumes_secret=True)
+    finally:
+        c.close()
+    assert "answered with a redirect" in info.value.message and script.hits == 1
+
+
+@pytest.fixture
+def dripping_server():
+    """Accepts, sends a status line, then a header byte every 0.3 s for ever (until the client leaves)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4)
+    stop = threading.Event()
+
+    def serve():
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _addr = sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+                while not stop.wait(0.3):
+                    conn.sendall(b"x")
+            except OSError:
+                pass
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield "http://127.0.0.1:%d" % sock.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    sock.close()
+
+
+def test_a_dripped_answer_is_cut_at_the_deadline_and_named(dripping_server):
+    c = _client(dripping_server, retries=0, timeout=1)
+    try:
+        with pytest.raises(VaultUnreachable) as info:
+            c.request("POST", "auth/approle/login", consumes_secret=True, what="the AppRole login")
+    finally:
+        c.close()
+    assert "did not answer the AppRole login within 1 s (timeout)" in info.value.message
+    assert "not retried" in info.value.message and not info.value.not_processed
+
+
+def test_the_run_budget_ends_retries(dripping_server):
+    c = _client(dripping_server, retries=5, timeout=1, total_timeout=2)
+    try:
+        with pytest.raises(VaultUnreachable) as info:
+            c.request("GET", "sys/health", what="the health check")
+    finally:
+        c.close()
+    assert "total_timeout" in info.value.message and c.request_count <= 3
