@@ -146,4 +146,10 @@ options:
         key: retries
     vars:
       - name: minibus_pki_vault_retries
+  total_timeout:
+    ini:
+      - section: minibus_pki_vault
+        key: total_timeout
+    vars:
+      - name: minibus_pki_vault_total_timeout
 """
