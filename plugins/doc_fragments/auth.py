@@ -68,3 +68,46 @@ notes:
   - A token obtained through AppRole is revoked (C(auth/token/revoke-self)) before the plugin returns,
     except by M(minibus.pki.vault_approle_login), whose purpose is to return it.
 """
+
+    # Only for plugins that run on the controller (the lookup); see connection.py's PLUGINS. No ini
+    # key for the token: a secret does not belong in ansible.cfg.
+    PLUGINS = r"""
+options:
+  auth_method:
+    env:
+      - name: MINIBUS_PKI_VAULT_AUTH_METHOD
+    ini:
+      - section: minibus_pki_vault
+        key: auth_method
+    vars:
+      - name: minibus_pki_vault_auth_method
+  token:
+    env:
+      - name: MINIBUS_PKI_VAULT_TOKEN
+    vars:
+      - name: minibus_pki_vault_token
+  role_id:
+    env:
+      - name: MINIBUS_PKI_VAULT_ROLE_ID
+    ini:
+      - section: minibus_pki_vault
+        key: role_id
+    vars:
+      - name: minibus_pki_vault_role_id
+  auth_mount_point:
+    env:
+      - name: MINIBUS_PKI_VAULT_AUTH_MOUNT_POINT
+    ini:
+      - section: minibus_pki_vault
+        key: auth_mount_point
+    vars:
+      - name: minibus_pki_vault_auth_mount_point
+  bootstrap_mount_point:
+    env:
+      - name: MINIBUS_PKI_VAULT_BOOTSTRAP_MOUNT_POINT
+    ini:
+      - section: minibus_pki_vault
+        key: bootstrap_mount_point
+    vars:
+      - name: minibus_pki_vault_bootstrap_mount_point
+"""

@@ -83,3 +83,73 @@ options:
     type: int
     default: 3
 """
+
+    # Only for plugins that run on the controller (the lookup): module_defaults never reaches a
+    # lookup, so these are its Ansible ways to be configured. Precedence, highest first: the lookup's
+    # keyword, a variable, the MINIBUS_PKI_VAULT_* variable, ansible.cfg, then the VAULT_*/BAO_*
+    # fallbacks above (applied by options.resolve_env after get_option).
+    PLUGINS = r"""
+options:
+  url:
+    env:
+      - name: MINIBUS_PKI_VAULT_URL
+    ini:
+      - section: minibus_pki_vault
+        key: url
+    vars:
+      - name: minibus_pki_vault_url
+  ca_cert:
+    env:
+      - name: MINIBUS_PKI_VAULT_CA_CERT
+    ini:
+      - section: minibus_pki_vault
+        key: ca_cert
+    vars:
+      - name: minibus_pki_vault_ca_cert
+  validate_certs:
+    env:
+      - name: MINIBUS_PKI_VAULT_VALIDATE_CERTS
+    ini:
+      - section: minibus_pki_vault
+        key: validate_certs
+    vars:
+      - name: minibus_pki_vault_validate_certs
+  allow_insecure_http:
+    env:
+      - name: MINIBUS_PKI_VAULT_ALLOW_INSECURE_HTTP
+    ini:
+      - section: minibus_pki_vault
+        key: allow_insecure_http
+    vars:
+      - name: minibus_pki_vault_allow_insecure_http
+  namespace:
+    env:
+      - name: MINIBUS_PKI_VAULT_NAMESPACE
+    ini:
+      - section: minibus_pki_vault
+        key: namespace
+    vars:
+      - name: minibus_pki_vault_namespace
+  timeout:
+    env:
+      - name: MINIBUS_PKI_VAULT_TIMEOUT
+    ini:
+      - section: minibus_pki_vault
+        key: timeout
+    vars:
+      - name: minibus_pki_vault_timeout
+  retries:
+    env:
+      - name: MINIBUS_PKI_VAULT_RETRIES
+    ini:
+      - section: minibus_pki_vault
+        key: retries
+    vars:
+      - name: minibus_pki_vault_retries
+  total_timeout:
+    ini:
+      - section: minibus_pki_vault
+        key: total_timeout
+    vars:
+      - name: minibus_pki_vault_total_timeout
+"""

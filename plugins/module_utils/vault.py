@@ -673,6 +673,34 @@ def revoke_self(client, token):
     client.request("POST", "auth/token/revoke-self", token=token, what="revoking the token")
 
 
+def renewal_due(token_info):
+    """Whether a token (auth/token/lookup-self data) is periodic, renewable and below half its period.
+
+    A periodic token (the broker's, made with -period) lives only while it is renewed within each
+    period; renewing at half the period keeps it alive for as long as it is used at least that often.
+    """
+    info = token_info or {}
+    try:
+        period = int(info.get("period") or 0)
+        ttl = int(info.get("ttl") or 0)
+    except (TypeError, ValueError):
+        return False
+    return period > 0 and bool(info.get("renewable")) and ttl < period / 2.0
+
+
+def renew_self_if_due(client, token):
+    """Renew a periodic token (auth/token/renew-self) when below half its period. Returns True if renewed.
+
+    Looks the token up first (auth/token/lookup-self, which the default policy allows); any other
+    token is left alone.
+    """
+    body = client.request("GET", "auth/token/lookup-self", token=token, what="looking up the token")
+    if not renewal_due((body or {}).get("data")):
+        return False
+    client.request("POST", "auth/token/renew-self", token=token, data={}, what="renewing the token")
+    return True
+
+
 def authenticate(client, params):
     """Turn the shared authentication options into a Session (one file per method: _auth_<name>.py)."""
     # Imported here: each method's file imports this module.

@@ -35,5 +35,17 @@ check "system requirements copied" grep -q 'libssl-dev' "$ctx/_build/bindep.txt"
 check "galaxy requirements name the tarball" grep -q '/build/minibus-pki.tar.gz' "$ctx/_build/requirements.yml"
 check "collection tarball in the context" cmp -s "$tarball" "$ctx/_build/minibus-pki/minibus-pki-$version.tar.gz"
 check "Containerfile copies it before the galaxy step" grep -q 'COPY _build/minibus-pki/' "$cf"
+# The base image's own ansible-core is older than requires_ansible: the context must install the tested
+# ansible-core and ansible-runner (requirements-dev.txt's pins), and that ansible-core must satisfy requires_ansible.
+core_pin="$(sed -n 's/^ansible-core==//p' requirements-dev.txt)"
+runner_pin="$(sed -n 's/^ansible-runner==//p' requirements-dev.txt)"
+check "Containerfile installs ansible-core==$core_pin" grep -Eq "^ARG ANSIBLE_INSTALL_REFS=\".*ansible-core==$core_pin( |\")" "$cf"
+check "Containerfile installs ansible-runner==$runner_pin" grep -Eq "^ARG ANSIBLE_INSTALL_REFS=\".*ansible-runner==$runner_pin( |\")" "$cf"
+check "Containerfile runs pip install of them" grep -q "pip install.*\$ANSIBLE_INSTALL_REFS" "$cf"
+check "pinned ansible-core $core_pin satisfies meta/runtime.yml requires_ansible" python3 -c '
+import sys, yaml
+from packaging.specifiers import SpecifierSet
+spec = SpecifierSet(yaml.safe_load(open("meta/runtime.yml"))["requires_ansible"])
+sys.exit(0 if sys.argv[1] in spec else 1)' "$core_pin"
 log "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

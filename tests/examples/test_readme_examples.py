@@ -242,7 +242,8 @@ def run_playbook(doc, number, text, data, workdir, lab):
                       {"name": ROLE, "tasks_from": part}, "vars": entry.get("vars") or {}}
                      for part in ("platform", "preflight")]
             checks.append({key: play[key] for key in ("name", "hosts", "become", "vars") if key in play})
-            checks[-1].update(gather_facts=False, tasks=tasks)
+            # Facts as the pasted play gathers them: the role's common name defaults to the host's FQDN.
+            checks[-1].update(gather_facts=play.get("gather_facts", True), tasks=tasks)
     preflight = os.path.join(workdir, "preflight-%d.yml" % number)
     with open(preflight, "w") as handle:
         yaml.safe_dump(checks, handle, sort_keys=False)

@@ -26,6 +26,8 @@ def _preflight(tmp_path, **extra):
                    "vars": dict({"minibus_certs_vault_url": "https://vault.example.org:8200",
                                  "minibus_certs_rsyslog_role": "client",
                                  "minibus_certs_rsyslog_server_address": "logs.example.org",
+                                 # gather_facts: false, so no FQDN to default to
+                                 "minibus_certs_common_name": "host1.example.org",
                                  "minibus_certs_trust_anchor": "-----BEGIN CERTIFICATE-----\n..."}, **extra)}]}]))
     return subprocess.run(
         [os.path.join(BIN_DIR, "ansible-playbook"), "-i", "localhost,", "-c", "local", str(play),
@@ -90,3 +92,38 @@ def test_several_vault_addresses_pass(tmp_path, url):
 def test_a_bad_address_among_several_is_refused(tmp_path, url, sentence):
     out = _preflight(tmp_path, minibus_certs_vault_url=url)
     assert out.returncode != 0 and sentence in out.stdout, out.stdout[-3000:]
+
+
+def _role_without_facts(tmp_path, **extra):
+    """The whole role (main entry point, so with argument validation) in a play with gather_facts: false.
+
+    A ttl of 30h stops the run at the preflight, after argument validation and before any package or file.
+    """
+    play = tmp_path / "role.yml"
+    play.write_text(yaml.safe_dump([{
+        "hosts": "localhost", "gather_facts": False,
+        "roles": [{"role": "minibus.pki.minibus_certs",
+                   "vars": dict({"minibus_certs_vault_url": "https://vault.example.org:8200",
+                                 "minibus_certs_rsyslog_role": "client",
+                                 "minibus_certs_rsyslog_server_address": "logs.example.org",
+                                 "minibus_certs_trust_anchor": "-----BEGIN CERTIFICATE-----\n..."}, **extra)}]}]))
+    return subprocess.run(
+        [os.path.join(BIN_DIR, "ansible-playbook"), "-i", "localhost,", "-c", "local", str(play),
+         "-e", "ansible_python_interpreter=%s" % sys.executable],
+        env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=False,
+        timeout=180)
+
+
+def test_gather_facts_false_with_a_common_name_passes_argument_validation(tmp_path):
+    out = _role_without_facts(tmp_path, minibus_certs_common_name="host1.example.org", minibus_certs_ttl="30h")
+    assert "Validating arguments against arg spec" in out.stdout, out.stdout
+    assert "fqdn" not in out.stdout and "Traceback" not in out.stdout, out.stdout
+    # It got as far as the preflight: the ttl check is what stopped it.
+    assert out.returncode != 0 and "minibus_certs_ttl must be a duration" in out.stdout, out.stdout
+
+
+def test_gather_facts_false_without_a_common_name_says_so(tmp_path):
+    out = _role_without_facts(tmp_path, minibus_certs_ttl="30h")
+    assert out.returncode != 0, out.stdout
+    assert "minibus_certs_common_name is empty" in out.stdout and "gather_facts: false" in out.stdout, out.stdout
+    assert "Traceback" not in out.stdout and "has no attribute" not in out.stdout, out.stdout

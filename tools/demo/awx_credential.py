@@ -6,7 +6,7 @@
     python3 tools/demo/awx_credential.py awx/credential_type.yml PRIVATE_DATA_DIR
 
 Inputs come from the environment: CRED_VAULT_URL, CRED_BROKER_TOKEN_FILE, CRED_CA_BUNDLE_FILE (the
-CA that signed Vault's TLS certificate), CRED_ROLE_ID (optional), COLLECTIONS, CONTAINERS_CONF;
+CA that signed Vault's TLS certificate; empty: the input left empty), CRED_ROLE_ID (optional), COLLECTIONS, CONTAINERS_CONF;
 JOB_TRUST_ANCHOR_FILE (optional) becomes the job template's extra var minibus_site_trust_anchor_file.
 The injectors of the credential type are rendered with AWX's sandboxed Jinja2, so the real
 injector definitions are what is tested. Writes env/envvars, env/extravars and the injected files.
@@ -22,7 +22,8 @@ ct_path, pdd = sys.argv[1], sys.argv[2]
 ct = yaml.safe_load(open(ct_path))
 inputs = {
     "vault_url": os.environ["CRED_VAULT_URL"],
-    "vault_ca_bundle": open(os.environ["CRED_CA_BUNDLE_FILE"]).read(),
+    # CRED_CA_BUNDLE_FILE empty or unset: the input left empty, as its help text allows
+    "vault_ca_bundle": open(os.environ["CRED_CA_BUNDLE_FILE"]).read() if os.environ.get("CRED_CA_BUNDLE_FILE") else "",
     "broker_token": open(os.environ["CRED_BROKER_TOKEN_FILE"]).read().strip(),
 }
 if os.environ.get("CRED_ROLE_ID"):
@@ -30,8 +31,9 @@ if os.environ.get("CRED_ROLE_ID"):
 fields = {f["id"] for f in ct["inputs"]["fields"]}
 missing = [r for r in ct["inputs"].get("required", []) if r not in inputs]
 assert not missing, "required inputs missing: %s" % missing
-# AWX: every defined field is in the namespace, unset ones as ''.
-ns = {f: inputs.get(f, "") for f in fields}
+# AWX (CredentialType.inject_credential): only inputs with a non-empty value are in the namespace;
+# an empty or unset one is undefined there.
+ns = {f: inputs[f] for f in fields if inputs.get(f)}
 env = ImmutableSandboxedEnvironment()
 inj = ct["injectors"]
 files = {}
@@ -52,7 +54,9 @@ if os.environ.get("JOB_TRUST_ANCHOR_FILE"):
     extravars["minibus_site_trust_anchor_file"] = os.environ["JOB_TRUST_ANCHOR_FILE"]
 # Runner plumbing (not from the credential): where the collection is, no colour.
 envvars.update({"ANSIBLE_COLLECTIONS_PATH": os.environ["COLLECTIONS"], "ANSIBLE_NOCOLOR": "1",
-                "ANSIBLE_FORCE_COLOR": "0", "CONTAINERS_CONF": os.environ["CONTAINERS_CONF"]})
+                "ANSIBLE_FORCE_COLOR": "0"})
+if os.environ.get("CONTAINERS_CONF"):
+    envvars["CONTAINERS_CONF"] = os.environ["CONTAINERS_CONF"]
 yaml.safe_dump(envvars, open(os.path.join(pdd, "env", "envvars"), "w"), default_flow_style=False)
 yaml.safe_dump(extravars, open(os.path.join(pdd, "env", "extravars"), "w"), default_flow_style=False)
 os.chmod(os.path.join(pdd, "env", "envvars"), 0o600)

@@ -50,6 +50,10 @@ TOKEN = {"VAULT_TOKEN": "s.secret-token"}
     ("'minibus-x', url='%s'" % URL, {}, "No Vault credentials"),
     ("'minibus-x', url='%s', timeout=0" % URL, TOKEN, "timeout must be a positive"),
     ("'minibus-x', retries=0", dict(TOKEN, VAULT_ADDR=URL), "Could not connect to Vault"),
+    # renew_only needs no term, keeps only a given token alive, and reports a failed renewal as an error
+    ("url='%s', renew_only=true, role_id='minibus/csr', secret_id='s.secret-token'" % URL, {},
+     "renew_only=true keeps a given token alive"),
+    ("url='%s', renew_only=true, retries=0" % URL, TOKEN, "Could not connect to Vault"),
 ])
 def test_lookup_refuses_with_one_sentence(args, env, needle):
     code, output = _lookup(args, env)
