@@ -46,8 +46,17 @@ def read_state(path):
     """The recorded attempts, or an empty record when there is none or it is unreadable."""
     try:
         with open(path, "r") as handle:
-            state = json.load(handle)
+            text = handle.read()
     except (IOError, OSError, ValueError):
+        return {}
+    return parse_state(text)
+
+
+def parse_state(text):
+    """The recorded attempts in a state file's text; an empty record for anything else."""
+    try:
+        state = json.loads(text)
+    except (TypeError, ValueError):
         return {}
     if not isinstance(state, dict):
         return {}

@@ -21,13 +21,13 @@ import os
 import sys
 
 from .errors import MinibusError
-from . import health
+from . import health, publish
 from .files import write_file_atomic
 from .issuance import CERTIFICATE_SPEC, ensure_certificate
 from .options import AUTH_SPEC, CONNECTION_SPEC, resolve_env
 
 # Config keys the renewer understands beyond the module's options.
-_RENEWER_KEYS = ("stamp_path", "state_path", "metrics_path", "mode", "owner", "group")
+_RENEWER_KEYS = ("stamp_path", "state_path", "metrics_path", "mode", "owner", "group", "publish")
 
 
 def load_config(path):
@@ -71,6 +71,9 @@ def main(argv=None, environ=None):
                              "2 failed, expired or no usable secret id")
     parser.add_argument("--status", action="store_true", help="show the certificate's health, no Vault request")
     parser.add_argument("--json", action="store_true", help="with --status: print JSON instead of a table")
+    parser.add_argument("--publish", action="store_true",
+                        help="as root: check the account's certificate and key, publish root-owned copies for "
+                             "rsyslog and the metrics for node_exporter (no Vault request)")
     args = parser.parse_args(argv)
     environ = os.environ if environ is None else environ
     try:
@@ -78,6 +81,8 @@ def main(argv=None, environ=None):
     except MinibusError as exc:
         _say(sys.stderr, "minibus-certs-renew: failed: %s" % exc.message)
         return health.CRITICAL if args.check else 1
+    if args.publish:
+        return publish.cli(params, sys.stdout, sys.stderr)
     if args.check or args.status:
         return _report(params, args)
     return _renew(params, args.force)

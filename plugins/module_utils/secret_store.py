@@ -27,12 +27,21 @@ def load(path):
     """The stored record, or None when there is no file."""
     try:
         with open(path, "r") as handle:
-            record = json.load(handle)
+            text = handle.read()
     except (IOError, OSError) as exc:
         if getattr(exc, "errno", None) == 2:
             return None
         raise MinibusError("Could not read the secret id store %s (%s): run as the renewal account."
                            % (path, exc.strerror))
+    except ValueError:
+        return {"state": CONSUMED, "problem": "the file is not valid JSON"}
+    return parse(text)
+
+
+def parse(text):
+    """The record in a store file's text (what load() returns for an existing file)."""
+    try:
+        record = json.loads(text)
     except ValueError:
         return {"state": CONSUMED, "problem": "the file is not valid JSON"}
     if not isinstance(record, dict) or not record.get("secret_id"):
