@@ -166,8 +166,10 @@ def _read_as_account(paths, state_path, secret_id_store):
     leaves: only the secret id store's state and expiry."""
     pem = {}
     for role, path in paths.items():
-        pem[role] = _text(files.read_bounded(path, files.MAX_PEM_BYTES, _WHAT[role], missing_ok=True),
-                          _WHAT[role], path)
+        # The public paths are the store's links into .minibus/<name>/current/: resolved here, as the account
+        # (a link can only lead it to what it may read anyway); the file itself must be a regular file.
+        pem[role] = _text(files.read_bounded(os.path.realpath(path), files.MAX_PEM_BYTES, _WHAT[role],
+                                             missing_ok=True, shown=path), _WHAT[role], path)
     state = _text(files.read_bounded(state_path, files.MAX_JSON_BYTES, "renewer state file", missing_ok=True),
                   "renewer state file", state_path)
     secret = None
