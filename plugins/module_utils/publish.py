@@ -170,16 +170,24 @@ def _read_as_account(paths, state_path, secret_id_store):
         # (a link can only lead it to what it may read anyway); the file itself must be a regular file.
         pem[role] = _text(files.read_bounded(os.path.realpath(path), files.MAX_PEM_BYTES, _WHAT[role],
                                              missing_ok=True, shown=path), _WHAT[role], path)
-    state = _text(files.read_bounded(state_path, files.MAX_JSON_BYTES, "renewer state file", missing_ok=True),
-                  "renewer state file", state_path)
-    secret = None
+    # The state and the secret id store only feed the metrics: a bad one is shown there, never blocks rsyslog.
+    state, state_problem, secret = None, None, None
+    try:
+        state = _text(files.read_bounded(state_path, files.MAX_JSON_BYTES, "renewer state file", missing_ok=True),
+                      "renewer state file", state_path)
+    except MinibusError as exc:
+        state_problem = exc.message
     if secret_id_store:
-        text = _text(files.read_bounded(secret_id_store, files.MAX_JSON_BYTES, "secret id store", missing_ok=True),
-                     "secret id store", secret_id_store)
+        try:
+            text = _text(files.read_bounded(secret_id_store, files.MAX_JSON_BYTES, "secret id store",
+                                            missing_ok=True), "secret id store", secret_id_store)
+        except MinibusError:
+            text = None
+            secret = {"state": secret_store.CONSUMED, "problem": "the secret id store is unreadable"}
         if text is not None:
             record = secret_store.parse(text)
             secret = dict((k, record[k]) for k in ("state", "expires_at", "problem") if k in record)
-    return {"pem": pem, "state": state, "secret_id": secret}
+    return {"pem": pem, "state": state, "state_problem": state_problem, "secret_id": secret}
 
 
 def _text(data, what, path):
@@ -233,6 +241,8 @@ def _record(seen, p, published, now):
     uses_store = bool(p.get("secret_id_store"))
     secret_problem = secret_store.problem(secret, now) if uses_store else None
     state = health.parse_state(seen["state"]) if seen.get("state") else {}
+    if seen.get("state_problem"):
+        state = dict(state, last_result="failed", last_message=seen["state_problem"])
     return health.status(issuance.plan_result(decision, secret_problem), secret, state, now, uses_store=uses_store)
 
 

@@ -263,6 +263,14 @@ def test_an_accounts_metrics_file_changes_nothing_root_publishes(host):
     out = host.publish()
     assert out.returncode == 0 and "unchanged" in out.stdout, out
     assert snapshot(host.textfile) == published
+    # a FIFO in place of the renewer's state: the certificate is still published, the metrics say what is wrong
+    as_account(host.account, "sh", "-c", 'rm -f "$1" && mkfifo "$1"', "-",
+               os.path.join(host.state, "renewer-state.json"))
+    out = host.publish()
+    assert out.returncode == 0 and "unchanged" in out.stdout, out
+    with open(host.metrics) as handle:
+        series = _series(handle.read())
+    assert series["minibus_certs_status"] == 2 and series["minibus_certs_last_run_success"] == 0, series
 
 
 def test_tcp_restarts_only_for_a_new_published_set_at_most_every_ten_minutes(vault, account, tmp_path):
