@@ -204,7 +204,7 @@ class Host(object):
 
     def restart(self):
         """systemctl try-restart rsyslog: what minibus-certs-session-bound.service does on the server every
-        max session age (and minibus-certs-reload after a renewal with the tcp transport only)."""
+        max session age (and root's publish after a renewal with the tcp transport only)."""
         self.stop()
         self.start()
 
