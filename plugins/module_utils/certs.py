@@ -322,6 +322,11 @@ def _ascii_pem_list(text, what, refuse=_refuse):
     return certs
 
 
+def pem_certificates(text, what, refuse):
+    """The certificates in PEM text, or refuse(reason) for junk, non-ASCII or anything but certificates."""
+    return _ascii_pem_list(text, what, refuse)
+
+
 def load_trust_anchors(path):
     """The pinned root CA certificate(s) from a PEM file on the host."""
     try:
@@ -433,7 +438,7 @@ def _check_names(cert, request, refuse=_refuse):
     extra = sorted(dns - wanted_dns) + sorted(ips - wanted_ips)
     if extra or others:
         raise refuse("the certificate carries names not asked for (%s)"
-                      % ", ".join(extra + (["%d other names" % others] if others else [])))
+                     % ", ".join(extra + (["%d other names" % others] if others else [])))
     missing = sorted(wanted_dns - dns) + sorted(wanted_ips - ips)
     if missing:
         raise refuse("the certificate lacks the names %s that were asked for" % ", ".join(missing))
@@ -473,7 +478,7 @@ def _check_chain(cert, chain, trust_anchors, now, refuse=_refuse):
     for child, parent in zip(chain, chain[1:]):
         if not signed_by(child, parent):
             raise refuse("its CA chain is not in order (%s is not signed by %s)"
-                          % (child.subject.rfc4514_string(), parent.subject.rfc4514_string()))
+                         % (child.subject.rfc4514_string(), parent.subject.rfc4514_string()))
     if trust_anchors is None:
         return
     anchors = dict((_der(a), a) for a in trust_anchors if _valid_at(a, now))

@@ -211,8 +211,8 @@ def _checked_set(seen, p, conf, now):
         chain_pem = pem["chain"]
     elif pem.get("fullchain"):
         # Without chain.pem the chain is what follows the certificate in fullchain.pem.
-        chain_pem = "".join(certs.certificate_pem(c) for c in certs._ascii_pem_list(pem["fullchain"], "full chain",
-                                                                                     _refusal)[1:])
+        following = certs.pem_certificates(pem["fullchain"], "full chain", _refusal)[1:]
+        chain_pem = "".join(certs.certificate_pem(c) for c in following)
     else:
         raise _refusal("there is no CA chain at %s" % (p.get("chain_path") or p.get("fullchain_path")))
     try:

@@ -305,7 +305,7 @@ def test_tcp_restarts_only_for_a_new_published_set_at_most_every_ten_minutes(vau
         for i in range(50):
             as_account(account, "sh", "-c", 'echo %d > "$1"' % i, "-", stamp)
         before = snapshot(host.published)
-        for _ in range(2):
+        for _attempt in range(2):
             again = host.publish(**env)
             assert again.returncode == 0 and "unchanged" in again.stdout and "restart" not in again.stdout, again
         assert snapshot(host.published) == before and restarts() == ["try-restart rsyslog.service"]
