@@ -15,9 +15,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import importlib
 import json
 import os
+import pwd
 import resource
+import sys
 import select
 import signal
 import time
@@ -40,6 +43,15 @@ _MAX_RESULT_BYTES = 1024 * 1024
 MAX_ADDRESS_SPACE = 512 * 1024 * 1024
 MAX_FILE_SIZE = 1024 * 1024
 MAX_OPEN_FILES = 256
+# Imported at first use by the standard library, requests and cryptography (time.strptime, requests'
+# netrc lookup, cryptography's OpenSSL backend): imported before the fork, since the account may not be
+# able to read the files they come from. Measured by diffing sys.modules around a dropped issuance.
+_LAZY_MODULES = ("_strptime", "encodings.idna", "encodings.latin_1", "encodings.ascii", "netrc", "shlex",
+                 "cryptography.hazmat.backends.openssl", "cryptography.hazmat.bindings.openssl.binding")
+# Libraries whose directories the child may still read from (data files such as certifi's CA bundle,
+# or a lazy import not measured): the account must be able to enter them.
+_LIBRARIES = ("os", "json", "_ssl", "_hashlib", "hvac", "requests", "urllib3", "certifi", "idna",
+              "charset_normalizer", "cryptography")
 # A status read (fact, --status) touches a few small files; callers doing Vault requests pass their own.
 DEFAULT_DEADLINE_SECONDS = 20
 
@@ -77,6 +89,12 @@ def run_as(uid, gid, func, *args, **kwargs):
     """
     deadline_seconds = kwargs.pop("deadline_seconds", None) or DEFAULT_DEADLINE_SECONDS
     work = kwargs.pop("work", None) or "the issuance"
+    _import_lazy_modules()
+    interpreter_dirs = _interpreter_dirs()
+    try:
+        account = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        account = "uid %d" % uid
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
@@ -88,6 +106,7 @@ def run_as(uid, gid, func, *args, **kwargs):
                 limit_resources(deadline_seconds)
                 drop_to(uid, gid)
                 _harden_after_drop()
+                check_readable_interpreter(account, interpreter_dirs)
                 reply = {"result": func(*args, **kwargs)}
             except MinibusError as exc:
                 reply = {"error": exc.message, "type": type(exc).__name__, "status": exc.status,
@@ -152,6 +171,53 @@ def run_as(uid, gid, func, *args, **kwargs):
     raise MinibusError("%s running as uid %d failed with an unexpected %s (a bug: please report it); the "
                        "certificate files are the old set or the new one, never a mix."
                        % (work[:1].upper() + work[1:], uid, reply.get("unexpected")))
+
+
+def _import_lazy_modules():
+    for name in _LAZY_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # an optional part (no cryptography: certs reports that itself)
+            pass
+
+
+def _interpreter_dirs():
+    """The interpreter's directory and those of the libraries loaded now (stdlib, site-packages)."""
+    dirs = [os.path.dirname(os.path.abspath(sys.executable))] if sys.executable else []
+    for name in _LIBRARIES:
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None)
+        if path:
+            # a package's own directory, and the directory holding it (its sys.path entry)
+            here = os.path.dirname(os.path.abspath(path))
+            dirs += [os.path.dirname(here), here] if os.path.basename(path) == "__init__.py" else [here]
+    seen = []
+    for directory in dirs:
+        if directory not in seen:
+            seen.append(directory)
+    return seen
+
+
+def check_readable_interpreter(account, directories):
+    """Run as the account: one sentence when it cannot enter a directory Python or a library is read from.
+
+    Everything known to be imported lazily is imported before the fork; this catches the rest (an error
+    path's import, a library's data file) before any work starts, instead of a ModuleNotFoundError mid-way.
+    """
+    for directory in directories:
+        if os.access(directory, os.R_OK | os.X_OK):
+            continue
+        closed = directory
+        path = "/"
+        for part in directory.strip("/").split("/"):
+            path = os.path.join(path, part)
+            if not os.access(path, os.X_OK):
+                closed = path
+                break
+        raise MinibusError("The renewal account %s cannot read the Python interpreter's directory %s (%s is closed "
+                           "to it): install Python and the collection's libraries where it can (the system's python3 "
+                           "with python3-hvac, or a venv below a directory it can enter), or let it enter %s; "
+                           "nothing was done." % (account, directory, closed, closed))
 
 
 def _reap(pid, deadline, kill_now=False):

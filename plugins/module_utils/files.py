@@ -53,6 +53,10 @@ MAX_PEM_BYTES = 64 * 1024
 MAX_JSON_BYTES = 64 * 1024
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# What the sentences call each role's file.
+_WHAT = {"cert": "certificate", "key": "private key", "chain": "CA chain", "ca": "CA certificate",
+         "fullchain": "full chain"}
 
 
 def read_bounded(path, max_bytes, what, missing_ok=False, dir_fd=None, shown=None):
@@ -106,7 +110,7 @@ def _too_large(what, path, max_bytes):
 
 
 def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # a FIFO in its place fails, never waits
     try:
         os.fsync(fd)
     finally:
@@ -226,18 +230,53 @@ class CertStore:
                                    "nothing was requested from Vault." % (path, other))
 
     def read(self):
-        """The content (bytes) now visible at each public path, or None where there is none."""
+        """The content (bytes) now visible at each public path, or None where there is none.
+
+        Never follows a link it did not make: a public path that is the store's own link is read by walking
+        the store (each directory opened with O_NOFOLLOW, ``current`` checked as check_entries does), a
+        regular file is read as it is (a store not yet migrated); each file through read_bounded.
+        """
         content = {}
         for role, path in self.paths.items():
-            try:
-                with open(path, "rb") as handle:
-                    content[role] = handle.read()
-            except (IOError, OSError) as exc:
-                if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
-                    raise MinibusError("Could not read %s (%s): run as a user that can read it."
-                                       % (path, os.strerror(exc.errno)))
+            st = _lstat(path)
+            if st is None:
                 content[role] = None
+            elif stat.S_ISLNK(st.st_mode):
+                if _readlink_or_none(path) != self._link_target(role):
+                    raise MinibusError("The %s %s is a symbolic link the module did not make: remove it (and find "
+                                       "out who planted it); nothing was read from it." % (_WHAT[role], path))
+                content[role] = self._read_current(role)
+            else:
+                content[role] = read_bounded(path, MAX_PEM_BYTES, _WHAT[role], missing_ok=True)
         return content
+
+    def _read_current(self, role):
+        """The role's file in the version ``current`` names, opened only through directories the store made."""
+        store_dir = os.path.dirname(self.base)
+        fds = []
+        try:
+            try:
+                fds.append(os.open(os.path.dirname(store_dir), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+                for name in (STORE_DIR, os.path.basename(self.base)):
+                    fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
+                target = os.readlink("current", dir_fd=fds[-1])
+                if not target.startswith(_VERSION_PREFIX) or "/" in target:
+                    raise _foreign_link(self.current)
+                fds.append(os.open(target, _DIR_FLAGS, dir_fd=fds[-1]))
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:
+                    return None
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EINVAL):
+                    raise MinibusError("The certificate store %s holds a file or link the module did not make: "
+                                       "remove it (and find out who planted it); nothing was read from it."
+                                       % self.base)
+                raise MinibusError("Could not read the certificate store %s (%s): run as a user that can read it."
+                                   % (self.base, os.strerror(exc.errno)))
+            return read_bounded(FILE_NAMES[role], MAX_PEM_BYTES, _WHAT[role], missing_ok=True, dir_fd=fds[-1],
+                                shown=os.path.join(self.base, target, FILE_NAMES[role]))
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def check_writable(self):
         """Fail before any Vault request if the files could not be written afterwards."""

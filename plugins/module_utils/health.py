@@ -23,7 +23,7 @@ import time
 
 from . import _privdrop, certs, issuance, secret_store
 from .errors import MinibusError
-from .files import CertStore, write_file_atomic
+from .files import MAX_JSON_BYTES, CertStore, read_bounded, write_file_atomic
 
 # Nagios plugin exit codes.
 OK, WARNING, CRITICAL = 0, 1, 2
@@ -45,18 +45,9 @@ def default_paths(params):
 def read_state(path):
     """The recorded attempts, or an empty record when there is none or it is unreadable."""
     try:
-        with open(path, "r") as handle:
-            text = handle.read()
-    except (IOError, OSError, ValueError):
-        return {}
-    return parse_state(text)
-
-
-def parse_state(text):
-    """The recorded attempts in a state file's text; an empty record for anything else."""
-    try:
-        state = json.loads(text)
-    except (TypeError, ValueError):
+        state = json.loads((read_bounded(path, MAX_JSON_BYTES, "renewer state file", missing_ok=True)
+                            or b"{}").decode("utf-8"))
+    except (MinibusError, ValueError, RecursionError):
         return {}
     if not isinstance(state, dict):
         return {}

@@ -93,6 +93,17 @@ def _mode(value, default):
         raise InvalidInput("mode %r is not an octal file mode such as 0600." % (value,))
 
 
+def owner_ids(owner, group=None):
+    """uid and gid to work as for owner (name or number) and group (unset: the owner's primary group)."""
+    uid, gid = _ids(owner, group)
+    if gid == -1 and uid != -1:
+        try:
+            gid = pwd.getpwuid(uid).pw_gid
+        except KeyError:
+            raise InvalidInput("owner %s has no account on this host to take a group from: set group too." % owner)
+    return uid, gid
+
+
 def _ids(owner, group):
     uid = gid = -1
     try:
@@ -150,8 +161,11 @@ def issuance_deadline(p, check_mode=False):
     """
     if check_mode:
         return _privdrop.DEFAULT_DEADLINE_SECONDS
-    timeout = int(p.get("timeout") or 30)
-    retries = 3 if p.get("retries") is None else int(p["retries"])
+    try:
+        timeout = int(p.get("timeout") or 30)
+        retries = 3 if p.get("retries") is None else int(p["retries"])
+    except (TypeError, ValueError):  # refused with its own sentence by validate_connection, in the child
+        timeout, retries = 30, 3
     per_request = timeout * (retries + 1) + 5 * retries  # vault.VaultClient backs off at most 5 s a retry
     return _LOCK_WAIT_SECONDS + _MAX_REQUESTS * per_request + _privdrop.DEFAULT_DEADLINE_SECONDS
 
@@ -173,6 +187,8 @@ def ensure_certificate(params, check_mode=False, now=None):
             except KeyError:
                 raise InvalidInput("owner %s has no account on this host to take a group from: set group too."
                                    % p.get("owner"))
+        if not check_mode:
+            vault.preload()
         result = _privdrop.run_as(p["uid"], gid, _ensure, dict(p, uid=-1, gid=-1, privileges_dropped=True),
                                   check_mode, now, deadline_seconds=issuance_deadline(p, check_mode),
                                   work="the check-mode plan" if check_mode else "the issuance")

@@ -171,21 +171,18 @@ def _read_as_account(paths, state_path, secret_id_store):
         pem[role] = _text(files.read_bounded(os.path.realpath(path), files.MAX_PEM_BYTES, _WHAT[role],
                                              missing_ok=True, shown=path), _WHAT[role], path)
     # The state and the secret id store only feed the metrics: a bad one is shown there, never blocks rsyslog.
-    state, state_problem, secret = None, None, None
-    try:
-        state = _text(files.read_bounded(state_path, files.MAX_JSON_BYTES, "renewer state file", missing_ok=True),
-                      "renewer state file", state_path)
-    except MinibusError as exc:
-        state_problem = exc.message
+    # Both readers are bounded (files.read_bounded); read_state answers {} for anything unreadable.
+    state_problem, secret = None, None
+    st = _lstat(state_path)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        state_problem = "the renewer state file %s is not a regular file" % state_path
+    state = health.read_state(state_path)
     if secret_id_store:
         try:
-            text = _text(files.read_bounded(secret_id_store, files.MAX_JSON_BYTES, "secret id store",
-                                            missing_ok=True), "secret id store", secret_id_store)
+            record = secret_store.load(secret_id_store)
         except MinibusError:
-            text = None
-            secret = {"state": secret_store.CONSUMED, "problem": "the secret id store is unreadable"}
-        if text is not None:
-            record = secret_store.parse(text)
+            record = {"state": secret_store.CONSUMED, "problem": "the secret id store is unreadable"}
+        if record is not None:
             secret = dict((k, record[k]) for k in ("state", "expires_at", "problem") if k in record)
     return {"pem": pem, "state": state, "state_problem": state_problem, "secret_id": secret}
 
@@ -237,13 +234,24 @@ def _checked_set(seen, p, conf, now):
 def _record(seen, p, published, now):
     """The status record of the checked set (health.status), with the account's state and secret id state."""
     decision = certs.needs_renewal(published["cert"], published["key"], p, now, p["renew_before_seconds"])
-    secret = seen.get("secret_id")
+    secret = _clean(seen.get("secret_id"), ("state", "expires_at", "problem"), ()) if seen.get("secret_id") else None
     uses_store = bool(p.get("secret_id_store"))
     secret_problem = secret_store.problem(secret, now) if uses_store else None
-    state = health.parse_state(seen["state"]) if seen.get("state") else {}
+    state = _clean(seen.get("state"), _STATE_TEXT, ("renewals_total", "failures_total"))
     if seen.get("state_problem"):
         state = dict(state, last_result="failed", last_message=seen["state_problem"])
     return health.status(issuance.plan_result(decision, secret_problem), secret, state, now, uses_store=uses_store)
+
+
+_STATE_TEXT = ("last_attempt", "last_result", "last_message", "last_success", "last_failure", "last_renewal")
+
+
+def _clean(record, texts, counts):
+    """Only the fields the status record uses, of the types it expects: the account wrote them."""
+    record = record if isinstance(record, dict) else {}
+    clean = dict((k, record[k]) for k in texts if isinstance(record.get(k), str))
+    clean.update((k, record[k]) for k in counts if isinstance(record.get(k), int) and not isinstance(record[k], bool))
+    return clean
 
 
 def _refused_record(store, p, message, now):

@@ -16,14 +16,15 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import argparse
+import io
 import json
 import os
 import sys
 
 from .errors import MinibusError
-from . import health, publish
+from . import _privdrop, health, publish, vault
 from .files import write_file_atomic
-from .issuance import CERTIFICATE_SPEC, ensure_certificate
+from .issuance import CERTIFICATE_SPEC, ensure_certificate, issuance_deadline, owner_ids
 from .options import AUTH_SPEC, CONNECTION_SPEC, resolve_env
 
 # Config keys the renewer understands beyond the module's options.
@@ -81,11 +82,85 @@ def main(argv=None, environ=None):
     except MinibusError as exc:
         _say(sys.stderr, "minibus-certs-renew: failed: %s" % exc.message)
         return health.CRITICAL if args.check else 1
-    if args.publish:
+    if args.publish:  # root's own job (publish.py reads the account's files through the dropped child)
         return publish.cli(params, sys.stdout, sys.stderr)
+    if os.geteuid() == 0:
+        return _as_account(params, args)
+    return _run(params, args)
+
+
+def _run(params, args):
     if args.check or args.status:
         return _report(params, args)
     return _renew(params, args.force)
+
+
+def _as_account(params, args):
+    """Root reads only its own config: every file of the account's (store, secret id store, state, stamp,
+    metrics) is read and written by a child that has become the owner for good (_privdrop.run_as).
+
+    Without owner, root works itself only where every directory it would touch is root's alone.
+    """
+    failed = health.CRITICAL if args.check else 1
+    try:
+        if params.get("owner") in (None, ""):
+            _check_root_only_dirs(params, args.config)
+            return _run(params, args)
+        uid, gid = owner_ids(params["owner"], params.get("group"))
+        deadline = (_privdrop.DEFAULT_DEADLINE_SECONDS if args.check or args.status
+                    else issuance_deadline(dict(params, timeout=params.get("timeout"))) + 20)
+        if not (args.check or args.status):
+            vault.preload()
+        code, out, err = _privdrop.run_as(uid, gid, _captured, dict(params, owner=None, group=None), vars(args),
+                                          deadline_seconds=deadline, work="the renewer")
+    except MinibusError as exc:
+        _say(sys.stderr, "minibus-certs-renew: failed: %s" % exc.message)
+        return failed
+    sys.stdout.write(out)
+    sys.stdout.flush()
+    sys.stderr.write(err)
+    sys.stderr.flush()
+    return code
+
+
+def _account_name(uid, unknown=None):
+    import pwd  # pylint: disable=import-outside-toplevel
+    try:
+        return pwd.getpwuid(uid).pw_name if uid != 0 else (unknown or "root")
+    except KeyError:
+        return unknown or "uid %d" % uid
+
+
+def _captured(params, args):
+    """In the child: the run, its lines returned for the parent to print."""
+    sys.stdout, sys.stderr = io.StringIO(), io.StringIO()
+    code = _run(params, argparse.Namespace(**args))
+    return code, sys.stdout.getvalue(), sys.stderr.getvalue()
+
+
+def _check_root_only_dirs(params, config):
+    """Root without owner: every directory holding a file it would touch must be root's and closed to others."""
+    state_path, metrics_path = health.default_paths(params)
+    names = ("cert_path", "key_path", "chain_path", "ca_path", "fullchain_path", "secret_id_store", "stamp_path")
+    for path in [params.get(n) for n in names] + [state_path, metrics_path]:
+        if not path:
+            continue
+        directory = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+        while True:
+            try:
+                st = os.lstat(directory)
+            except OSError:
+                st = None
+            if st is not None and (st.st_uid != 0 or (st.st_mode & 0o022 and not st.st_mode & 0o1000)):
+                raise MinibusError("%s belongs to %s or others can write it, and root does not work in a directory "
+                                   "another account can change: run minibus-certs-renew as the renewal account "
+                                   "(sudo -u %s minibus-certs-renew ...) or set owner in %s; nothing was done."
+                                   % (directory, _account_name(st.st_uid), _account_name(st.st_uid, "<account>"),
+                                      config))
+            parent = os.path.dirname(directory)
+            if parent == directory:
+                break
+            directory = parent
 
 
 def _health(params):

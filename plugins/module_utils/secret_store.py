@@ -17,32 +17,19 @@ __metaclass__ = type
 import datetime
 import json
 
-from .errors import MinibusError
-from .files import write_file_atomic
+from .files import MAX_JSON_BYTES, read_bounded, write_file_atomic
 
 READY, IN_USE, CONSUMED = "ready", "in-use", "consumed"
 
 
 def load(path):
     """The stored record, or None when there is no file."""
+    data = read_bounded(path, MAX_JSON_BYTES, "secret id store", missing_ok=True)
+    if data is None:
+        return None
     try:
-        with open(path, "r") as handle:
-            text = handle.read()
-    except (IOError, OSError) as exc:
-        if getattr(exc, "errno", None) == 2:
-            return None
-        raise MinibusError("Could not read the secret id store %s (%s): run as the renewal account."
-                           % (path, exc.strerror))
-    except ValueError:
-        return {"state": CONSUMED, "problem": "the file is not valid JSON"}
-    return parse(text)
-
-
-def parse(text):
-    """The record in a store file's text (what load() returns for an existing file)."""
-    try:
-        record = json.loads(text)
-    except ValueError:
+        record = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested too deep to parse
         return {"state": CONSUMED, "problem": "the file is not valid JSON"}
     if not isinstance(record, dict) or not record.get("secret_id"):
         return {"state": CONSUMED, "problem": "the file holds no secret id"}

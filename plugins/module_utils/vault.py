@@ -52,6 +52,14 @@ def _import_hvac():
     return hvac, requests
 
 
+def preload():
+    """Import the client libraries now (before a privilege drop: the account may not read their files)."""
+    try:
+        _import_hvac()
+    except ImportError:  # reported with its own sentence where the client is built
+        pass
+
+
 class Session:
     """A token and whether this process obtained it (and so must revoke it)."""
 

@@ -164,3 +164,29 @@ def test_run_as_child_is_not_dumpable():
         import ctypes
         return ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)  # PR_GET_DUMPABLE
     assert _privdrop.run_as(NOBODY, NOBODY, dumpable) == 0
+
+
+def test_json_nested_too_deep_is_unusable_not_a_crash(tmp_path):
+    from ansible_collections.minibus.pki.plugins.module_utils import health, secret_store
+    path = tmp_path / "f.json"
+    path.write_text("[" * 60000)
+    assert health.read_state(str(path)) == {}
+    assert secret_store.load(str(path))["state"] == secret_store.CONSUMED
+
+
+def test_store_reads_refuse_planted_files(tmp_path):
+    from pki_test_helpers import key_pem, make_cert, new_key
+    key = new_key("ec")
+    cert = make_cert(key)
+    store = files.CertStore(str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"))
+    store.install({"cert": cert, "key": key_pem(key)}, "01")
+    assert store.read()["cert"] == cert.encode()
+    version = os.path.join(store.base, os.readlink(store.current))
+    os.unlink(os.path.join(version, "key.pem"))
+    os.mkfifo(os.path.join(version, "key.pem"))
+    with pytest.raises(MinibusError, match="private key .*key.pem is not a regular file"):
+        store.read()
+    os.unlink(str(tmp_path / "cert.pem"))
+    os.symlink("/dev/zero", str(tmp_path / "cert.pem"))
+    with pytest.raises(MinibusError, match="certificate .*cert.pem is a symbolic link the module did not make"):
+        store.read()

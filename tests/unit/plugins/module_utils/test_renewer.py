@@ -8,6 +8,7 @@ __metaclass__ = type
 
 import datetime
 import json
+import os
 
 import pytest
 
@@ -182,3 +183,20 @@ def test_junk_timeout_is_one_sentence(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 1
     assert err == "minibus-certs-renew: failed: timeout 'soon' is not a whole number: give it like 30.\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+@pytest.mark.parametrize("args", [[], ["--force"], ["--status", "--json"], ["--check"]])
+def test_root_without_owner_refuses_a_directory_another_account_owns(tmp_path, capsys, args):
+    """Root reads only its config: a state directory of another uid is not root's to work in."""
+    config = _base_config(tmp_path)
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chown(str(state), 65534, 65534)
+    (state / "renewer-state.json").symlink_to("/etc/shadow")
+    config["secret_id_store"] = str(state / "secret-id.json")
+    code = renewer.main(["--config", _write(tmp_path, config)] + args, environ={})
+    out, err = capsys.readouterr()
+    assert code == (2 if "--check" in args else 1) and out == ""
+    assert err.count("\n") == 1 and "sudo -u" in err and "or set owner in" in err and str(state) in err, err
+    assert os.path.islink(str(state / "renewer-state.json"))  # nothing was done
