@@ -376,10 +376,9 @@ def session_run(lab, ttl_s, bound_s, seconds, rate, check_s, sample_s):
                 next_bound += bound_s
             if now >= next_check:  # minibus-certs-renew.timer: the renewer decides; nothing restarts
                 for host in [h for h in lab.hosts if h is not stale]:
-                    stamp = os.path.getmtime(host.stamp) if os.path.exists(host.stamp) else None
+                    serial = host.certificate().serial_number
                     host.renew(force=False)
-                    after = os.path.getmtime(host.stamp) if os.path.exists(host.stamp) else None
-                    if after != stamp:
+                    if host.certificate().serial_number != serial:
                         history[host.name].append((time.time(), host.certificate()))
                         events.append(dict(host=host.name, what="renewal", at=time.time() - t0))
                 next_check += check_s

@@ -21,7 +21,7 @@ try:
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-    from cryptography.x509.oid import NameOID
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
     CRYPTOGRAPHY_IMPORT_ERROR = None
 except ImportError:  # the modules turn this into Ansible's "missing required library" error
     CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
@@ -306,25 +306,30 @@ def _refuse(reason):
     return InvalidAnswer("Vault's answer was refused: %s; nothing was written." % reason)
 
 
-def _ascii_pem_list(text, what):
+def _ascii_pem_list(text, what, refuse=_refuse):
     """Certificates from PEM text, or the one-sentence refusal (junk, non-ASCII, not a certificate)."""
     if not isinstance(text, str):
-        raise _refuse("the %s is not PEM text" % what)
+        raise refuse("the %s is not PEM text" % what)
     try:
         data = text.encode("ascii")
     except UnicodeError:
-        raise _refuse("the %s is not ASCII PEM text" % what)
+        raise refuse("the %s is not ASCII PEM text" % what)
     blocks = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", data, re.S)
     if not blocks or re.sub(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", b"", data,
                             flags=re.S).strip():
-        raise _refuse("the %s is not one or more PEM certificates" % what)
+        raise refuse("the %s is not one or more PEM certificates" % what)
     certs = []
     for block in blocks:
         try:
             certs.append(x509.load_pem_x509_certificate(block + b"\n"))
         except ValueError:
-            raise _refuse("the %s holds a PEM block that is not a readable certificate" % what)
+            raise refuse("the %s holds a PEM block that is not a readable certificate" % what)
     return certs
+
+
+def pem_certificates(text, what, refuse):
+    """The certificates in PEM text, or refuse(reason) for junk, non-ASCII or anything but certificates."""
+    return _ascii_pem_list(text, what, refuse)
 
 
 def load_trust_anchors(path):
@@ -420,11 +425,11 @@ def check_issued(answer, key, request, trust_anchors=None, now=None):
     return cert, chain
 
 
-def _check_names(cert, request):
+def _check_names(cert, request, refuse=_refuse):
     cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     if cns != [request["common_name"]]:
         got = ", ".join(cns) or "(none)"
-        raise _refuse("the certificate is for CN %s, not the %s asked for" % (got, request["common_name"]))
+        raise refuse("the certificate is for CN %s, not the %s asked for" % (got, request["common_name"]))
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -437,20 +442,25 @@ def _check_names(cert, request):
     wanted_ips = set(str(ipaddress.ip_address(i)) for i in request.get("ip_sans") or [])
     extra = sorted(dns - wanted_dns) + sorted(ips - wanted_ips)
     if extra or others:
-        raise _refuse("the certificate carries names not asked for (%s)"
-                      % ", ".join(extra + (["%d other names" % others] if others else [])))
+        raise refuse("the certificate carries names not asked for (%s)"
+                     % ", ".join(extra + (["%d other names" % others] if others else [])))
     missing = sorted(wanted_dns - dns) + sorted(wanted_ips - ips)
     if missing:
-        raise _refuse("the certificate lacks the names %s that were asked for" % ", ".join(missing))
+        raise refuse("the certificate lacks the names %s that were asked for" % ", ".join(missing))
+
+
+def _check_valid_now(cert, now, refuse=_refuse):
+    not_before, not_after = _utc(cert, "not_valid_before"), _utc(cert, "not_valid_after")
+    if not_before > now + datetime.timedelta(seconds=CLOCK_SKEW_SECONDS):
+        raise refuse("the certificate is not valid before %s (check this host's and Vault's clocks)"
+                     % not_before.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    if not_after <= now:
+        raise refuse("the certificate expired at %s" % not_after.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return not_before, not_after
 
 
 def _check_validity(cert, request, now):
-    not_before, not_after = _utc(cert, "not_valid_before"), _utc(cert, "not_valid_after")
-    if not_before > now + datetime.timedelta(seconds=CLOCK_SKEW_SECONDS):
-        raise _refuse("the certificate is not valid before %s (check this host's and Vault's clocks)"
-                      % not_before.strftime("%Y-%m-%dT%H:%M:%SZ"))
-    if not_after <= now:
-        raise _refuse("the certificate expired at %s" % not_after.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    not_before, not_after = _check_valid_now(cert, now)
     lifetime = int((not_after - not_before).total_seconds())
     ttl_seconds = request["ttl_seconds"]
     if lifetime + CAP_TOLERANCE_SECONDS < ttl_seconds:
@@ -462,18 +472,18 @@ def _check_validity(cert, request, now):
                       % (lifetime / 3600.0, request.get("ttl")))
 
 
-def _check_chain(cert, chain, trust_anchors, now):
+def _check_chain(cert, chain, trust_anchors, now, refuse=_refuse):
     if not signed_by(cert, chain[0]):
-        raise _refuse("the certificate is not signed by the issuing CA in the same answer")
+        raise refuse("the certificate is not signed by the issuing CA in the same answer")
     for ca in chain:
         if not _is_ca(ca):
-            raise _refuse("its CA chain holds %s, which is not a CA certificate" % ca.subject.rfc4514_string())
+            raise refuse("its CA chain holds %s, which is not a CA certificate" % ca.subject.rfc4514_string())
         if not _valid_at(ca, now):
-            raise _refuse("the CA %s in its chain is not valid now" % ca.subject.rfc4514_string())
+            raise refuse("the CA %s in its chain is not valid now" % ca.subject.rfc4514_string())
     for child, parent in zip(chain, chain[1:]):
         if not signed_by(child, parent):
-            raise _refuse("its CA chain is not in order (%s is not signed by %s)"
-                          % (child.subject.rfc4514_string(), parent.subject.rfc4514_string()))
+            raise refuse("its CA chain is not in order (%s is not signed by %s)"
+                         % (child.subject.rfc4514_string(), parent.subject.rfc4514_string()))
     if trust_anchors is None:
         return
     anchors = dict((_der(a), a) for a in trust_anchors if _valid_at(a, now))
@@ -482,4 +492,53 @@ def _check_chain(cert, chain, trust_anchors, now):
             return
         if any(signed_by(element, anchor) for anchor in anchors.values()):
             return
-    raise _refuse("the certificate does not chain to the pinned trust anchor (trust_anchor_path)")
+    raise refuse("the certificate does not chain to the pinned trust anchor (trust_anchor_path)")
+
+
+# --- checking the renewal account's files before root publishes them (publish.py) -------------
+
+# The side's extended key usage (rsyslog checks the peer's: a log server serverAuth, a client clientAuth).
+KEY_USAGES = {"serverAuth": "SERVER_AUTH", "clientAuth": "CLIENT_AUTH"}
+
+
+def check_installed(cert_pem, key_pem, chain_pem, request, trust_anchors, key_usage, refuse, now=None):
+    """The checks of check_issued on files already installed (no lifetime rule: the ttl asked then is not
+    known), plus the side's extended key usage. refuse(reason) makes the exception to raise.
+
+    request: common_name, alt_names, ip_sans. chain_pem: the CA certificates from the issuer upwards.
+    Returns (cert, key, chain) parsed.
+    """
+    now = now or datetime.datetime.now(UTC)
+    found = _ascii_pem_list(cert_pem, "certificate", refuse)
+    if len(found) != 1:
+        raise refuse("the certificate file holds %d certificates instead of one" % len(found))
+    cert = found[0]
+    chain = _ascii_pem_list(chain_pem, "CA chain", refuse)
+    if not isinstance(key_pem, str) or "PRIVATE KEY-----" not in key_pem:
+        raise refuse("the key file is not a PEM private key")
+    try:
+        key = load_private_key(key_pem)
+    except Exception:  # pylint: disable=broad-except
+        # junk, encrypted or unsupported: the reason would only repeat the file's content
+        raise refuse("the key file is not a readable unencrypted private key")
+    if not key_matches(cert, key):
+        raise refuse("the key does not match the certificate")
+    _check_names(cert, request, refuse)
+    _check_valid_now(cert, now, refuse)
+    _check_key_usage(cert, key_usage, refuse)
+    if trust_anchors is None:
+        raise refuse("no trust anchor is pinned (trust_anchor_path)")
+    _check_chain(cert, chain, trust_anchors, now, refuse)
+    return cert, key, chain
+
+
+def _check_key_usage(cert, key_usage, refuse):
+    if key_usage not in KEY_USAGES:
+        raise InvalidInput("extended key usage %r is unknown: use serverAuth or clientAuth." % (key_usage,))
+    wanted = getattr(ExtendedKeyUsageOID, KEY_USAGES[key_usage])
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        raise refuse("the certificate carries no extended key usage (%s is needed)" % key_usage)
+    if wanted not in usages:
+        raise refuse("the certificate lacks the extended key usage %s this side needs" % key_usage)

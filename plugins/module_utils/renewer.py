@@ -22,13 +22,13 @@ import os
 import sys
 
 from .errors import MinibusError
-from . import _privdrop, health, outage, vault
+from . import _privdrop, health, outage, publish, vault
 from .files import write_file_atomic
 from .issuance import CERTIFICATE_SPEC, ensure_certificate, issuance_deadline, owner_ids
 from .options import AUTH_SPEC, CONNECTION_SPEC, resolve_env
 
 # Config keys the renewer understands beyond the module's options.
-_RENEWER_KEYS = ("stamp_path", "state_path", "metrics_path", "mode", "owner", "group",
+_RENEWER_KEYS = ("stamp_path", "state_path", "metrics_path", "mode", "owner", "group", "publish",
                  # the timer's OnCalendar/RandomizedDelaySec, for the outage budget --status states
                  "timer_on_calendar", "timer_randomized_delay")
 
@@ -74,6 +74,9 @@ def main(argv=None, environ=None):
                              "2 failed, expired or no usable secret id")
     parser.add_argument("--status", action="store_true", help="show the certificate's health, no Vault request")
     parser.add_argument("--json", action="store_true", help="with --status: print JSON instead of a table")
+    parser.add_argument("--publish", action="store_true",
+                        help="as root: check the account's certificate and key, publish root-owned copies for "
+                             "rsyslog and the metrics for node_exporter (no Vault request)")
     args = parser.parse_args(argv)
     environ = os.environ if environ is None else environ
     try:
@@ -81,6 +84,8 @@ def main(argv=None, environ=None):
     except MinibusError as exc:
         _say(sys.stderr, "minibus-certs-renew: failed: %s" % exc.message)
         return health.CRITICAL if args.check else 1
+    if args.publish:  # root's own job (publish.py reads the account's files through the dropped child)
+        return publish.cli(params, sys.stdout, sys.stderr)
     if os.geteuid() == 0:
         return _as_account(params, args)
     return _run(params, args)

@@ -350,6 +350,13 @@ def run_renewer(config, force=True, timeout=120):
                           universal_newlines=True, timeout=timeout)
 
 
+def run_publish(config, timeout=60, **env):
+    """minibus-certs-renew --publish (as the caller: root in these tests)."""
+    argv = [sys.executable, "-c", RENEWER_SNIPPET, "--config", config, "--publish"]
+    return subprocess.run(argv, check=False, env=clean_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=timeout)
+
+
 def store_record(directory):
     path = paths(directory)["secret_id_store"]
     if not os.path.exists(path):

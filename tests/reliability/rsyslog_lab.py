@@ -9,7 +9,8 @@ Host directories as the role lays them out: the log server ``logs.minibus.test``
 PKI role) and permitted clients (client AppRole and PKI role), each bootstrapped the way the role's first
 run does (a wrapped secret id from the broker, vault_pki_issue's core) and renewed by the real renewer from
 its renewer.json. One real rsyslogd per host, its TLS configuration rendered from the role's own template
-(minibus-tls.conf.j2) pointing at that host's fullchain, key and the pinned Root CA; everything on
+(minibus-tls.conf.j2) pointing at root's published copies of that host's fullchain and key (the renewer's
+--publish after every renewal, as the unit's ExecStopPost does) and the pinned Root CA; everything on
 loopback, peers named by their certificates (the clients target 127.0.0.1 and check the server's
 certificate name). Clients take sequence-numbered lines on a local TCP input and write every line they
 accepted to a file before the role's snippet forwards it: accepted against written is the TLS hop.
@@ -30,7 +31,7 @@ import time
 
 from cryptography import x509
 
-from conftest import host_params, issuance, run_renewer
+from conftest import host_params, issuance, run_publish, run_renewer
 from test_rsyslog_transport import RELP_OFFER, relp_frame, render as render_role_template, stop_process
 
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
@@ -63,6 +64,7 @@ def role_vars(host, port, permitted=CLIENTS):
     common = {
         "minibus_certs_rsyslog_port": port,
         "minibus_certs_tls_dir": host.tls_dir,
+        "minibus_certs_published_dir": host.published_dir,
         "__minibus_certs_trust_anchor_path": host.trust_anchor,
         "minibus_certs_rsyslog_remote_log": host.remote_log,
     }
@@ -107,6 +109,7 @@ class Host(object):
         self.ttl = ttl
         self.dir = os.path.join(work, name)
         self.tls_dir = os.path.join(self.dir, "tls")
+        self.published_dir = os.path.join(self.dir, "published")  # root's copies, what rsyslog reads
         self.work = os.path.join(self.dir, "rsyslog-work")
         for d in (self.dir, self.tls_dir, self.work):
             os.makedirs(d)
@@ -118,7 +121,6 @@ class Host(object):
         self.conf = os.path.join(self.dir, "rsyslog.conf")
         self.snippet = os.path.join(self.dir, "10-minibus-tls.conf")
         self.renewer_config = os.path.join(self.dir, "renewer.json")
-        self.stamp = os.path.join(self.dir, "state", "renewed")
         self.proc = None
 
     @property
@@ -143,7 +145,8 @@ class Host(object):
                        cert_path=os.path.join(self.tls_dir, "cert.pem"), key_path=os.path.join(self.tls_dir, "key.pem"),
                        chain_path=os.path.join(self.tls_dir, "chain.pem"), fullchain_path=self.fullchain,
                        trust_anchor_path=self.trust_anchor, secret_id_store=os.path.join(self.dir, "state", "secret-id.json"),
-                       stamp_path=self.stamp)
+                       publish={"dir": self.published_dir,
+                                "key_usage": "serverAuth" if self.role == "server" else "clientAuth"})
         options.update(self.identity(vault))
         return options
 
@@ -155,19 +158,28 @@ class Host(object):
                             json_body={}, wrap_ttl="60s")["wrap_info"]["token"]
         options = self.renewer_options(vault, self.first_ttl)
         params = host_params(vault, self.dir, secret_id_wrapping_token=wrapped, **options)
-        params.pop("stamp_path")
         result = issuance.ensure_certificate(params)
         assert result["issued"] and result["secret_id_rotated"], result
         # the renewer's own config: its lifetime from now on
         with open(self.renewer_config, "w") as handle:
             json.dump(self.renewer_options(vault, self.ttl), handle)
+        self.publish()  # the role's publish step
 
     def renew(self, force=True):
-        """One renewer run (the timer's, or --force); returns its output. With the RELP transport this is
-        the whole renewal: nothing restarts rsyslog (librelp reads the certificate chain and key from disk
-        for every new session, docs/design.md); the next session presents the new certificate."""
+        """One renewer run (the timer's, or --force) and root's publish after it (the unit's ExecStopPost);
+        returns the renewer's output. With the RELP transport this is the whole renewal: nothing restarts
+        rsyslog (librelp reads the published certificate chain and key from disk for every new session,
+        docs/design.md); the next session presents the new certificate."""
         out = run_renewer(self.renewer_config, force=force)
         assert out.returncode == 0, "renewer for %s: %s%s" % (self.name, out.stdout, out.stderr)
+        self.publish()
+        return out
+
+    def publish(self):
+        out = run_publish(self.renewer_config)
+        assert out.returncode == 0 and out.stdout.startswith(("minibus-certs-renew: published:",
+                                                              "minibus-certs-renew: unchanged:")), \
+            "publish for %s: %s%s" % (self.name, out.stdout, out.stderr)
         return out
 
     def write_conf(self, inject_port):
@@ -192,7 +204,7 @@ class Host(object):
 
     def restart(self):
         """systemctl try-restart rsyslog: what minibus-certs-session-bound.service does on the server every
-        max session age (and minibus-certs-reload after a renewal with the tcp transport only)."""
+        max session age (and root's publish after a renewal with the tcp transport only)."""
         self.stop()
         self.start()
 

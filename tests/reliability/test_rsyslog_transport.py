@@ -261,7 +261,8 @@ def pki(vault, tmp_path_factory):
 def _tls_vars(directory, anchor, cert, port, transport, role):
     return dict(minibus_certs_rsyslog_transport=transport, minibus_certs_rsyslog_role=role,
                 minibus_certs_rsyslog_port=port,
-                minibus_certs_tls_dir=os.path.dirname(cert["fullchain"]),
+                # the files rsyslog opens: root's published copies (here the test PKI's own directory)
+                minibus_certs_published_dir=os.path.dirname(cert["fullchain"]),
                 __minibus_certs_trust_anchor_path=anchor,
                 minibus_certs_rsyslog_permitted_peers=[CLIENT_NAME],
                 minibus_certs_rsyslog_server_address="127.0.0.1",

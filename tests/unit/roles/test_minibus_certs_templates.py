@@ -49,7 +49,17 @@ def test_renewer_config_leaves_unset_numbers_out_and_pins_the_root():
     assert config["trust_anchor_path"] == "/etc/minibus-certs/trust-anchor.pem"
     assert config["fullchain_path"] == "/var/lib/minibus-certs/tls/fullchain.pem"
     assert config["secret_id_store"] == "/var/lib/minibus-certs/state/secret-id.json"
-    assert config["stamp_path"] == "/var/lib/minibus-certs/state/renewed"
+    # nothing in the account's directory triggers root: no stamp; root publishes rsyslog's copies
+    assert "stamp_path" not in config
+    assert config["publish"] == {"dir": "/var/lib/minibus-certs/published", "key_usage": "clientAuth",
+                                 "restart_rsyslog": False, "owner": "minibus-certs", "group": "minibus-certs"}
+
+
+def test_renewer_config_publish_section_of_a_tcp_log_server_with_metrics():
+    config = json.loads(_render("renewer.json.j2", minibus_certs_rsyslog_role="server", minibus_certs_rsyslog_transport="tcp",
+                                minibus_certs_metrics_textfile_dir="/var/lib/prometheus/node-exporter/"))
+    assert config["publish"]["key_usage"] == "serverAuth" and config["publish"]["restart_rsyslog"] is True
+    assert config["publish"]["metrics_path"] == "/var/lib/prometheus/node-exporter/minibus_certs.prom"
     assert "ca_path" not in config and "allow_insecure_http" not in config
 
 
@@ -91,7 +101,9 @@ def _self_signed(directory):
 @pytest.mark.parametrize("role", ["server", "client"])
 def test_rsyslog_snippet_is_valid_and_hardened(tmp_path, role, transport):
     paths = _self_signed(str(tmp_path))
-    text = _render("minibus-tls.conf.j2", minibus_certs_rsyslog_role=role, minibus_certs_tls_dir=str(tmp_path),
+    # rsyslog names root's published copies only (minibus_certs_tls_dir is the account's, unused here)
+    text = _render("minibus-tls.conf.j2", minibus_certs_rsyslog_role=role, minibus_certs_published_dir=str(tmp_path),
+                   minibus_certs_tls_dir="/nonexistent/account-store",
                    minibus_certs_rsyslog_transport=transport,
                    __minibus_certs_trust_anchor_path=paths["trust-anchor.pem"],
                    minibus_certs_rsyslog_remote_log=str(tmp_path / "remote.log"))
@@ -108,6 +120,7 @@ def test_rsyslog_snippet_is_valid_and_hardened(tmp_path, role, transport):
         assert 'tls="on"' in text and 'tls.authmode="name"' in text and 'tls.tlslib="openssl"' in text
         assert 'tls.tlscfgcmd="MinProtocol=TLSv1.2;' in text and "prioritystring" not in text
         assert ("imrelp" if role == "server" else "omrelp") in text and "gtls" not in text
+    assert "/nonexistent/account-store" not in text
     conf = tmp_path / "snippet.conf"
     conf.write_text(text)
     check = subprocess.run(["rsyslogd", "-N1", "-f", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -13,7 +13,7 @@ import ipaddress
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ansible_collections.minibus.pki.plugins.module_utils import certs
 from ansible_collections.minibus.pki.plugins.module_utils.errors import CappedTtl, InvalidAnswer, InvalidInput
@@ -38,7 +38,8 @@ def _ca(name, key, issuer=None, issuer_key=None, not_before=None, not_after=None
     return builder.sign(issuer_key or key, hashes.SHA256())
 
 
-def _leaf(key, issuer, issuer_key, cn="host1.example.org", dns=None, ips=None, not_before=None, lifetime=None):
+def _leaf(key, issuer, issuer_key, cn="host1.example.org", dns=None, ips=None, not_before=None, lifetime=None,
+          usages=None):
     not_before = not_before or NOW - datetime.timedelta(seconds=30)
     dns = [cn] if dns is None else dns
     sans = [x509.DNSName(n) for n in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips or []]
@@ -48,6 +49,8 @@ def _leaf(key, issuer, issuer_key, cn="host1.example.org", dns=None, ips=None, n
                .not_valid_before(not_before).not_valid_after(not_before + (lifetime or 24 * HOUR)))
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    if usages:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -168,3 +171,56 @@ def test_trust_anchor_file(tmp_path, pki):
         with pytest.raises(InvalidInput) as info:
             certs.load_trust_anchors(path)
         assert needle in info.value.message
+
+
+# --- certs.check_installed: root's checks before it publishes the account's files -------------------
+
+class _Refused(Exception):
+    pass
+
+
+def _installed(pki, leaf=None, key=None, chain=None, usage="clientAuth", anchors="root", **request):
+    leaf = leaf or _leaf(pki["host_key"], pki["intermediate"], pki["int_key"], usages=[ExtendedKeyUsageOID.CLIENT_AUTH])
+    chain = chain if chain is not None else _pem(pki["intermediate"]) + _pem(pki["root"])
+    key = key if key is not None else certs.private_key_pem(pki["host_key"])
+    return certs.check_installed(_pem(leaf) if not isinstance(leaf, str) else leaf, key, chain, _request(**request),
+                                 [pki[anchors]], usage, _Refused, NOW)
+
+
+def test_installed_files_pass_without_a_lifetime_rule(pki):
+    # a 100 s certificate (the bootstrap's) after a config asking for 24 h: no capped-ttl refusal here
+    leaf = _leaf(pki["host_key"], pki["intermediate"], pki["int_key"], lifetime=datetime.timedelta(seconds=100),
+                 usages=[ExtendedKeyUsageOID.CLIENT_AUTH])
+    cert, _key, chain = _installed(pki, leaf=leaf)
+    assert cert.subject.rfc4514_string() == "CN=host1.example.org"
+    assert [c.subject.rfc4514_string() for c in chain] == ["CN=Intermediate", "CN=Root"]
+
+
+@pytest.mark.parametrize("case", ["server usage on a client", "no usage", "other anchor", "other key", "junk key",
+                                  "expired", "other CN", "no chain", "two certificates"])
+def test_installed_files_are_refused(pki, case):
+    i, ik, hk = pki["intermediate"], pki["int_key"], pki["host_key"]
+    client = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    kwargs = {
+        "server usage on a client": dict(leaf=_leaf(hk, i, ik, usages=[ExtendedKeyUsageOID.SERVER_AUTH])),
+        "no usage": dict(leaf=_leaf(hk, i, ik)),
+        "other anchor": dict(anchors="other_root", chain=_pem(i)),
+        "other key": dict(key=certs.private_key_pem(certs.generate_private_key("ec", 256))),
+        "junk key": dict(key="-----BEGIN PRIVATE KEY-----\njunk\n-----END PRIVATE KEY-----\n"),
+        "expired": dict(leaf=_leaf(hk, i, ik, not_before=NOW - 30 * HOUR, usages=client)),
+        "other CN": dict(leaf=_leaf(hk, i, ik, cn="logs.example.org", usages=client)),
+        "no chain": dict(chain=""),
+        "two certificates": dict(leaf=_pem(_leaf(hk, i, ik, usages=client)) * 2),
+    }[case]
+    with pytest.raises(_Refused) as caught:
+        _installed(pki, **kwargs)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_server_side_needs_server_auth(pki):
+    leaf = _leaf(pki["host_key"], pki["intermediate"], pki["int_key"], usages=[ExtendedKeyUsageOID.SERVER_AUTH])
+    _installed(pki, leaf=leaf, usage="serverAuth")
+    with pytest.raises(_Refused, match="serverAuth"):
+        _installed(pki, usage="serverAuth")
+    with pytest.raises(InvalidInput):
+        _installed(pki, usage="codeSigning")
