@@ -119,8 +119,6 @@ def _collect(params, now):
     p = issuance.prepare(params, check_mode=True)
     decision, secret_problem = issuance.plan(p, now)
     planned = issuance.plan_result(decision, secret_problem)
-    # Which CA signed the installed certificate: the metrics count hosts per issuer during a CA rotation.
-    planned.update((k, (decision.current or {}).get(k)) for k in ("issuer", "authority_key_id"))
     record = None
     if p.get("secret_id_store"):
         try:
