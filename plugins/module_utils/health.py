@@ -283,8 +283,9 @@ def prometheus(record, common_name):
     lines = []
     for name, kind, text, samples in series:
         lines += ["# HELP minibus_certs_%s %s" % (name, text), "# TYPE minibus_certs_%s %s" % (name, kind)]
-        lines += ["minibus_certs_%s{%s} %d" % (name, ",".join('%s="%s"' % (k, _label_value(v)) for k, v in labels),
-                                                int(value)) for labels, value in samples]
+        for labels, value in samples:
+            label_text = ",".join('%s="%s"' % (k, _label_value(v)) for k, v in labels)
+            lines.append("minibus_certs_%s{%s} %d" % (name, label_text, int(value)))
     return "\n".join(lines) + "\n"
 
 
