@@ -82,7 +82,8 @@ now="$(date +%s)"
   done
 } | column -t -s $'\t'
 say "renewal timer on the server (runs as minibus-certs, no Ansible needed):"
-podman exec minibus-demo-server systemctl list-timers minibus-certs-renew.timer --no-pager | sed 's/^/  /' >&2
+podman exec minibus-demo-server systemctl list-timers minibus-certs-renew.timer --no-pager |
+  sed -n '/^$/q; s/^/  /p' >&2
 
 # The transport the client really uses (the role's minibus_certs_rsyslog_transport, rendered into
 # its rsyslog snippet): the forwarding action's output module says it, so the demo never claims
