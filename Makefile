@@ -13,7 +13,7 @@ export ANSIBLE_NOCOLOR := 1
 # The collection has to live under ansible_collections/<namespace>/<name> for ansible-test.
 COLL_DIR := $(CURDIR)/build/ansible_collections/minibus/pki
 
-.PHONY: venv test test-unit test-bootstrap sanity sanity-matrix lint docs-lint test-examples test-platform test-integration test-reliability test-molecule \
+.PHONY: venv os-packages test test-unit test-monitoring test-bootstrap sanity sanity-matrix lint docs-lint test-examples test-platform test-integration test-reliability test-molecule \
 	demo demo-clean dist test-dist test-awx bench collection-copy clean
 
 venv: $(STAMP)
@@ -23,10 +23,25 @@ $(STAMP): requirements-dev.txt
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
 	touch $@
 
-test: test-unit test-bootstrap sanity sanity-matrix lint docs-lint test-examples test-platform test-integration test-reliability test-dist test-molecule test-awx
+# The Debian packages the tests need (tools/packages.txt), installed first when missing (as root;
+# otherwise one sentence saying what to install): no test is skipped for a missing package.
+os-packages:
+	tools/os-packages.sh test
+
+test: os-packages test-unit test-monitoring test-bootstrap sanity sanity-matrix lint docs-lint test-examples test-platform test-integration test-reliability test-dist test-molecule test-awx
 
 test-unit: $(STAMP)
 	python -m pytest -q tests/unit bench/test_fleet_sim.py
+
+# The shipped Prometheus alert rules (promtool from Debian's prometheus package): syntax, the rule
+# unit tests (each alert fires and does not fire), and the renderer's textfile through
+# `promtool check metrics` for every state.
+RULES := roles/minibus_certs/files/prometheus/minibus_certs_rules.yml
+test-monitoring: $(STAMP)
+	@command -v promtool >/dev/null || { echo "test-monitoring needs promtool (Debian package prometheus): tools/os-packages.sh test" >&2; exit 1; }
+	promtool check rules $(RULES)
+	promtool test rules tests/monitoring/*.test.yml
+	python -m pytest -q tests/monitoring
 
 test-bootstrap: $(STAMP)
 	tests/vault/test_bootstrap.sh

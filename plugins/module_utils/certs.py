@@ -194,6 +194,7 @@ def describe(cert, now=None):
     return {
         "subject": cert.subject.rfc4514_string(),
         "issuer": cert.issuer.rfc4514_string(),
+        "authority_key_id": _authority_key_id(cert),
         "serial": _serial_text(cert.serial_number),
         "not_before": not_before.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "not_after": not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -204,6 +205,15 @@ def describe(cert, now=None):
         "key_type": key_type,
         "key_bits": key_bits,
     }
+
+
+def _authority_key_id(cert):
+    """The issuing CA's key id (colon hex), None without the extension: a rotated CA keeps its name, not its key."""
+    try:
+        key_id = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except x509.ExtensionNotFound:
+        return None
+    return ":".join("%02x" % byte for byte in bytearray(key_id)) if key_id else None
 
 
 def _serial_text(number):

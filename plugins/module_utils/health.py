@@ -172,6 +172,8 @@ def status(plan_result, secret_record, state, now=None, uses_store=True):
     seconds_left = int(plan_result.get("seconds_remaining") or 0) if expires else None
     record = {
         "subject": plan_result.get("subject"),
+        "issuer": plan_result.get("issuer"),
+        "authority_key_id": plan_result.get("authority_key_id"),
         "serial": plan_result.get("serial"),
         "not_after": expires,
         "seconds_left": seconds_left,
@@ -187,23 +189,30 @@ def status(plan_result, secret_record, state, now=None, uses_store=True):
         "renewals_total": state.get("renewals_total", 0),
         "failures_total": state.get("failures_total", 0),
     }
-    record["code"], record["summary"] = _verdict(record)
+    record["state"], record["summary"] = _verdict(record)
+    record["code"] = _STATE_CODES[record["state"]]
     record["verdict"] = _VERDICTS[record["code"]]
     return record
 
 
+# The record's state, first match wins (the order _verdict checks them), and its Nagios code.
+STATES = ("no_certificate", "expired", "renewal_failed", "no_secret_id", "renewal_due", "ok")
+_STATE_CODES = {"no_certificate": CRITICAL, "expired": CRITICAL, "renewal_failed": CRITICAL,
+                "no_secret_id": CRITICAL, "renewal_due": WARNING, "ok": OK}
+
+
 def _verdict(record):
     if not record["not_after"]:
-        return CRITICAL, "no certificate installed"
+        return "no_certificate", "no certificate installed"
     if not record["seconds_left"]:
-        return CRITICAL, "the certificate expired at %s" % record["not_after"]
+        return "expired", "the certificate expired at %s" % record["not_after"]
     if record["last_result"] == "failed":
-        return CRITICAL, "the last renewal attempt failed: %s" % record["last_message"]
+        return "renewal_failed", "the last renewal attempt failed: %s" % record["last_message"]
     if record["secret_id_problem"]:
-        return CRITICAL, "no usable secret id: %s" % record["secret_id_problem"]
+        return "no_secret_id", "no usable secret id: %s" % record["secret_id_problem"]
     if record["renewal_due"]:
-        return WARNING, "renewal due: %s" % record["reason"]
-    return OK, "certificate valid until %s (%s left)" % (record["not_after"], _human(record["seconds_left"]))
+        return "renewal_due", "renewal due: %s" % record["reason"]
+    return "ok", "certificate valid until %s (%s left)" % (record["not_after"], _human(record["seconds_left"]))
 
 
 def nagios_line(record):
@@ -218,6 +227,8 @@ def table(record):
     rows = [
         ("status", "%s: %s" % (record["verdict"], record["summary"])),
         ("subject", record["subject"] or "-"),
+        ("issuer", _with_reason(record.get("issuer") or "-", record.get("authority_key_id") and
+                                "key id %s" % record["authority_key_id"])),
         ("serial", record["serial"] or "-"),
         ("not after", record["not_after"] or "-"),
         ("time left", _human(record["seconds_left"]) if record["not_after"] else "-"),
@@ -237,17 +248,24 @@ def table(record):
 
 
 def prometheus(record, common_name):
-    """node_exporter textfile content. Timestamps in seconds since the epoch, 0 for never."""
-    label = '{common_name="%s"}' % common_name.replace("\\", "\\\\").replace('"', '\\"')
+    """node_exporter textfile content (text exposition format 0.0.4). Timestamps in seconds since the epoch, 0 for never.
+
+    Every sample carries common_name. minibus_certs_state is a state set (one sample per STATES entry, exactly
+    one of them 1); minibus_certs_certificate_info (value 1) names the installed certificate's issuer and serial,
+    and is left out while no certificate is installed.
+    """
+    host = (("common_name", common_name),)
     usable = 0 if record["secret_id_problem"] else 1
-    metrics = (
-        ("certificate_expiry_timestamp_seconds", "gauge", "When the installed certificate expires.",
+    gauges = (
+        ("certificate_expiry_timestamp_seconds", "gauge", "When the installed certificate expires (0: none installed).",
          _epoch(record["not_after"])),
         ("renewal_due", "gauge", "1 when the certificate is due for renewal.", int(record["renewal_due"])),
-        ("last_attempt_timestamp_seconds", "gauge", "When the renewer last ran.", _epoch(record["last_attempt"])),
-        ("last_success_timestamp_seconds", "gauge", "When a renewer run last succeeded.",
+        ("last_attempt_timestamp_seconds", "gauge", "When the renewer last ran (0: never).",
+         _epoch(record["last_attempt"])),
+        ("last_success_timestamp_seconds", "gauge", "When a renewer run last succeeded (0: never).",
          _epoch(record["last_success"])),
-        ("last_failure_timestamp_seconds", "gauge", "When a renewer run last failed.", _epoch(record["last_failure"])),
+        ("last_failure_timestamp_seconds", "gauge", "When a renewer run last failed (0: never).",
+         _epoch(record["last_failure"])),
         ("last_run_success", "gauge", "1 when the last renewer run succeeded.",
          int(record["last_result"] != "failed")),
         ("secret_id_usable", "gauge", "1 when the stored secret id can be used for the next renewal.", usable),
@@ -257,14 +275,30 @@ def prometheus(record, common_name):
          record["code"]),
     )
     if record.get("outage_budget_seconds") is not None:
-        metrics += (("outage_budget_seconds", "gauge",
-                     "The longest Vault outage this configuration survives without an expired certificate.",
-                     record["outage_budget_seconds"]),)
+        gauges += (("outage_budget_seconds", "gauge",
+                    "The longest Vault outage this configuration survives without an expired certificate.",
+                    record["outage_budget_seconds"]),)
+    series = [(name, kind, text, [(host, value)]) for name, kind, text, value in gauges]
+    series.append(("state", "gauge", "The certificate's state (" + ", ".join(STATES) + "): 1 for the current one.",
+                   [(host + (("state", state),), int(record["state"] == state)) for state in STATES]))
+    info = []
+    if record["not_after"]:
+        info = [(host + (("issuer", record.get("issuer") or ""), ("authority_key_id", record.get("authority_key_id") or ""),
+                         ("serial", record.get("serial") or "")), 1)]
+    series.append(("certificate_info", "gauge", "The installed certificate: its issuing CA (subject and key id) "
+                   "and serial.", info))
     lines = []
-    for name, kind, text, value in metrics:
-        lines += ["# HELP minibus_certs_%s %s" % (name, text), "# TYPE minibus_certs_%s %s" % (name, kind),
-                  "minibus_certs_%s%s %d" % (name, label, value)]
+    for name, kind, text, samples in series:
+        lines += ["# HELP minibus_certs_%s %s" % (name, text), "# TYPE minibus_certs_%s %s" % (name, kind)]
+        for labels, value in samples:
+            label_text = ",".join('%s="%s"' % (k, _label_value(v)) for k, v in labels)
+            lines.append("minibus_certs_%s{%s} %d" % (name, label_text, int(value)))
     return "\n".join(lines) + "\n"
+
+
+def _label_value(text):
+    """A label value as the exposition format wants it: backslash, double quote and line feed escaped."""
+    return str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def write_metrics(path, record, common_name):

@@ -242,8 +242,14 @@ def _ensure(p, check_mode, now):
 
 
 def plan_result(decision, secret_problem):
-    """The check-mode result for plan()'s answer (changed, reason, serial, not_after...): health shows the same."""
-    return _result(decision, secret_problem)
+    """The check-mode result for plan()'s answer (changed, reason, serial, not_after...): health shows the same.
+
+    It also names the installed certificate's issuer and authority key id: the metrics count hosts per
+    issuing CA during a CA rotation.
+    """
+    result = _result(decision, secret_problem)
+    result.update((k, (decision.current or {}).get(k)) for k in ("issuer", "authority_key_id"))
+    return result
 
 
 def _result(decision, secret_problem):

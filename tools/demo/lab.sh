@@ -143,6 +143,8 @@ all:
     ansible_python_interpreter: /usr/bin/python3
     minibus_certs_vault_url: $HOST_VAULT_URL
     minibus_certs_vault_ca_cert: $HOST_VAULT_CA
+    # Where node_exporter's textfile collector (Debian's path) finds the renewer's metrics.
+    minibus_certs_metrics_textfile_dir: /var/lib/prometheus/node-exporter
   children:
     rsyslog_servers:
       hosts:

@@ -35,8 +35,11 @@ def key_pem(key):
 
 
 def make_cert(key, common_name="host.example.org", dns=None, ips=None, not_before=None, not_after=None,
-              serial=None, subject_extra=None):
-    """A self-signed certificate (PEM text). dns defaults to [common_name]; pass [] for no SAN."""
+              serial=None, subject_extra=None, authority_key_id=None):
+    """A self-signed certificate (PEM text). dns defaults to [common_name]; pass [] for no SAN.
+
+    authority_key_id (bytes): an Authority Key Identifier extension with that key id.
+    """
     not_before = not_before or NOW - datetime.timedelta(hours=1)
     not_after = not_after or not_before + datetime.timedelta(hours=25)
     attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
@@ -49,5 +52,7 @@ def make_cert(key, common_name="host.example.org", dns=None, ips=None, not_befor
     sans = [x509.DNSName(n) for n in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips or []]
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    if authority_key_id is not None:
+        builder = builder.add_extension(x509.AuthorityKeyIdentifier(authority_key_id, None, None), critical=False)
     algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     return builder.sign(key, algorithm).public_bytes(serialization.Encoding.PEM).decode("ascii")

@@ -270,3 +270,10 @@ def test_describe_serial_format(ec_key):
     info = certs.describe(certs.load_certificate(make_cert(ec_key, serial=0x1f2e3d4c5b6a)), now=NOW)
     assert re.match(r"^([0-9a-f]{2}:)+[0-9a-f]{2}$", info["serial"])
     assert info["serial"] == "1f:2e:3d:4c:5b:6a"
+
+
+def test_describe_names_the_issuing_ca_by_subject_and_key_id(ec_key):
+    with_akid = certs.describe(certs.load_certificate(make_cert(ec_key, authority_key_id=b"\x0a\xbc\xde")), now=NOW)
+    assert with_akid["issuer"] == "CN=host.example.org"
+    assert with_akid["authority_key_id"] == "0a:bc:de"
+    assert certs.describe(certs.load_certificate(make_cert(ec_key)), now=NOW)["authority_key_id"] is None
