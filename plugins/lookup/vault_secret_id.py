@@ -120,9 +120,11 @@ from ansible.utils.display import Display
 try:
     from ansible_collections.minibus.pki.plugins.module_utils.errors import MinibusError
     from ansible_collections.minibus.pki.plugins.module_utils.options import (
-        AUTH_SPEC, CONNECTION_SPEC, connection_warnings, resolve_env, validate_auth, validate_connection)
+        AUTH_SPEC, CONNECTION_SPEC, connection_warnings, resolve_env, validate_connection)
     from ansible_collections.minibus.pki.plugins.module_utils.vault import (
-        HVAC_IMPORT_ERROR, authenticate, client_from_options, mint_bootstrap_secret_id, renew_self_if_due, revoke_self)
+        HVAC_IMPORT_ERROR, client_from_options, mint_bootstrap_secret_id, renew_self_if_due, revoke_self)
+    from ansible_collections.minibus.pki.plugins.module_utils._authenticator import (
+        authenticate, validate as validate_auth)
 except ImportError as exc:  # pragma: no cover - the collection is broken, not the user's input
     raise AnsibleError("minibus.pki is incompletely installed: %s" % exc)
 

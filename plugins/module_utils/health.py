@@ -24,6 +24,7 @@ import time
 from . import _privdrop, certs, issuance, secret_store
 from .errors import MinibusError
 from .files import MAX_JSON_BYTES, CertStore, read_bounded, write_file_atomic
+from .renewer_config import load_config
 
 # Nagios plugin exit codes.
 OK, WARNING, CRITICAL = 0, 1, 2
@@ -437,7 +438,6 @@ def fact_main(argv, stdout=None, now=None):
             if name not in args or not argv:
                 raise MinibusError("usage: minibus_certs.fact [--config PATH] [--owner USER] [--group GROUP]")
             args[name] = argv.pop(0)
-        from .renewer import load_config  # pylint: disable=import-outside-toplevel
         # The config is root's file in root's directory: safe for root to read.
         params = load_config(args["--config"])
         params.update(owner=args["--owner"], group=args["--group"])

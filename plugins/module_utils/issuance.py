@@ -20,7 +20,7 @@ import pwd
 from . import _authenticator, _privdrop, certs, secret_store, vault
 from .errors import InvalidAnswer, InvalidInput, MinibusError, SecretIdRejected
 from .files import STORE_DIR, CertStore, exclusive_lock
-from .options import connection_warnings, validate_auth, validate_connection
+from .options import connection_warnings, validate_connection
 
 # Options of the certificate itself (the connection and authentication options come from options.py).
 CERTIFICATE_SPEC = dict(
@@ -177,7 +177,7 @@ def ensure_certificate(params, check_mode=False, now=None):
     """
     validate_connection(params)
     p = prepare(params, check_mode)
-    validate_auth(p, required=False)
+    _authenticator.validate(p, required=False)
     if _privdrop.needs_drop(p["uid"]):
         # Root with another owner: all of the work, store and Vault alike, runs as that account.
         gid = p["gid"]
@@ -198,7 +198,7 @@ def ensure_certificate(params, check_mode=False, now=None):
 
 
 def _ensure(p, check_mode, now):
-    auth_method = validate_auth(p, required=False)
+    auth_method = _authenticator.validate(p, required=False)
     decision, secret_problem = plan(p, now)
     result = _result(decision, secret_problem)
     if not result["changed"]:
@@ -207,7 +207,7 @@ def _ensure(p, check_mode, now):
         result["diff"]["after"] = _planned_after(p, decision)
         return result
     if auth_method is None and not p.get("secret_id_store"):
-        validate_auth(p, required=True)  # raises the "no credentials" sentence
+        _authenticator.validate(p, required=True)  # raises the "no credentials" sentence
     if p.get("privileges_dropped"):
         cert_dir = os.path.dirname(os.path.abspath(p["cert_path"]))
         if not os.path.isdir(cert_dir):

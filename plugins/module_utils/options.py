@@ -207,14 +207,3 @@ def connection_warnings(params):
         warnings.append("allow_insecure_http is set: secret ids and tokens cross the network in clear; use https:// "
                         "outside a lab.")
     return warnings
-
-
-def validate_auth(params, required=True):
-    """Check that the credentials form exactly one usable method, before any network call.
-
-    Returns the auth method's name ("token", "approle") or None (no credentials, allowed when required is
-    False). The rules of each method live in its own _auth_<name>.py.
-    """
-    # Imported here: _authenticator imports vault, which imports this module.
-    from . import _authenticator  # pylint: disable=import-outside-toplevel
-    return _authenticator.validate(params, required)

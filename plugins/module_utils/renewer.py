@@ -24,38 +24,9 @@ import sys
 from .errors import MinibusError
 from . import _privdrop, health, outage, publish, vault
 from .files import write_file_atomic
-from .issuance import CERTIFICATE_SPEC, ensure_certificate, issuance_deadline, owner_ids
-from .options import AUTH_SPEC, CONNECTION_SPEC, resolve_env
-
-# Config keys the renewer understands beyond the module's options.
-_RENEWER_KEYS = ("stamp_path", "state_path", "metrics_path", "mode", "owner", "group", "publish",
-                 # the timer's OnCalendar/RandomizedDelaySec, for the outage budget --status states
-                 "timer_on_calendar", "timer_randomized_delay")
-
-
-def load_config(path):
-    try:
-        with open(path, "r") as handle:
-            config = json.load(handle)
-    except (IOError, OSError) as exc:
-        raise MinibusError("Could not read the renewer config %s (%s)." % (path, exc.strerror))
-    except ValueError as exc:
-        raise MinibusError("The renewer config %s is not valid JSON (%s)." % (path, exc))
-    known = set(CONNECTION_SPEC) | set(AUTH_SPEC) | set(CERTIFICATE_SPEC) | set(_RENEWER_KEYS)
-    unknown = sorted(set(config) - known)
-    if unknown:
-        raise MinibusError("The renewer config %s has unknown keys %s: fix the file (the role writes it)."
-                           % (path, ", ".join(unknown)))
-    for name in ("token", "secret_id", "secret_id_wrapping_token"):
-        if name in config:
-            raise MinibusError("The renewer config %s must not hold %s: secrets live only in the secret id store."
-                               % (path, name))
-    params = {}
-    for spec in (CONNECTION_SPEC, AUTH_SPEC, CERTIFICATE_SPEC):
-        for name, option in spec.items():
-            params[name] = option.get("default")
-    params.update(config)
-    return params
+from .issuance import ensure_certificate, issuance_deadline, owner_ids
+from .options import resolve_env
+from .renewer_config import load_config
 
 
 def _say(stream, line):

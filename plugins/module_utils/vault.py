@@ -701,13 +701,6 @@ def renew_self_if_due(client, token):
     return True
 
 
-def authenticate(client, params):
-    """Turn the shared authentication options into a Session (one file per method: _auth_<name>.py)."""
-    # Imported here: each method's file imports this module.
-    from . import _authenticator  # pylint: disable=import-outside-toplevel
-    return _authenticator.authenticate(client, params)
-
-
 # --- PKI --------------------------------------------------------------------------------------
 
 # The request names CN and SANs (as a plain curl of the sign endpoint does) while a role with the default

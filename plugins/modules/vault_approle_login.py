@@ -99,8 +99,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.minibus.pki.plugins.module_utils.errors import MinibusError
 from ansible_collections.minibus.pki.plugins.module_utils.options import (
-    AUTH_SPEC, CONNECTION_SPEC, connection_warnings, resolve_env, validate_auth, validate_connection)
-from ansible_collections.minibus.pki.plugins.module_utils._authenticator import authenticate
+    AUTH_SPEC, CONNECTION_SPEC, connection_warnings, resolve_env, validate_connection)
+from ansible_collections.minibus.pki.plugins.module_utils._authenticator import authenticate, validate as validate_auth
 from ansible_collections.minibus.pki.plugins.module_utils.vault import HVAC_IMPORT_ERROR, client_from_options
 
 

@@ -28,7 +28,7 @@ def test_every_method_file_keeps_the_contract():
     ({"auth_method": "approle", "role_id": "r", "secret_id": "s"}, "approle"),
 ])
 def test_method_chosen_or_derived(params, expected):
-    assert options.validate_auth(dict(params, auth_mount_point="approle")) == expected
+    assert _authenticator.validate(dict(params, auth_mount_point="approle")) == expected
 
 
 @pytest.mark.parametrize("params,needle", [
@@ -42,14 +42,14 @@ def test_method_chosen_or_derived(params, expected):
 ])
 def test_method_refusals_are_one_sentence(params, needle):
     with pytest.raises(InvalidInput) as info:
-        options.validate_auth(dict(params, auth_mount_point="approle"))
+        _authenticator.validate(dict(params, auth_mount_point="approle"))
     assert needle in info.value.message and "\n" not in info.value.message
 
 
 def test_only_approle_may_take_its_credential_from_the_store_later():
-    assert options.validate_auth({"auth_method": "approle", "role_id": "r"}, required=False) is None
+    assert _authenticator.validate({"auth_method": "approle", "role_id": "r"}, required=False) is None
     with pytest.raises(InvalidInput):
-        options.validate_auth({"auth_method": "token"}, required=False)
+        _authenticator.validate({"auth_method": "token"}, required=False)
 
 
 def test_explicit_method_keeps_the_other_methods_environment_out():
@@ -62,7 +62,7 @@ def test_explicit_method_keeps_the_other_methods_environment_out():
 
 def test_token_method_sends_nothing():
     client = vault.VaultClient("https://127.0.0.1:9", retries=0)
-    session = vault.authenticate(client, {"auth_method": "token", "token": "hvs.given"})
+    session = _authenticator.authenticate(client, {"auth_method": "token", "token": "hvs.given"})
     assert session.token == "hvs.given" and not session.owned and client.request_count == 0
 
 

@@ -8,7 +8,7 @@ __metaclass__ = type
 
 import pytest
 
-from ansible_collections.minibus.pki.plugins.module_utils import options
+from ansible_collections.minibus.pki.plugins.module_utils import _authenticator, options
 from ansible_collections.minibus.pki.plugins.module_utils.errors import InvalidInput
 
 
@@ -84,7 +84,7 @@ def test_env_table_is_ordered_vault_first():
 ])
 def test_validate_auth_rejects(params, needle):
     with pytest.raises(InvalidInput) as info:
-        options.validate_auth(dict(dict(auth_mount_point="approle"), **params))
+        _authenticator.validate(dict(dict(auth_mount_point="approle"), **params))
     assert needle in info.value.message and "\n" not in info.value.message
 
 
@@ -95,14 +95,14 @@ def test_validate_auth_rejects(params, needle):
      "approle"),
 ])
 def test_validate_auth_accepts(params, expected):
-    assert options.validate_auth(params) == expected
+    assert _authenticator.validate(params) == expected
 
 
 def test_validate_auth_not_required():
-    assert options.validate_auth({}, required=False) is None
-    assert options.validate_auth({"role_id": "r"}, required=False) is None
+    assert _authenticator.validate({}, required=False) is None
+    assert _authenticator.validate({"role_id": "r"}, required=False) is None
     with pytest.raises(InvalidInput):  # conflicts are refused even when credentials are optional
-        options.validate_auth({"token": "t", "secret_id": "s"}, required=False)
+        _authenticator.validate({"token": "t", "secret_id": "s"}, required=False)
 
 
 @pytest.mark.parametrize("params,needle", [
