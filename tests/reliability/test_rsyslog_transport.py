@@ -616,6 +616,8 @@ def test_session_bound_bad_value_stops_the_preflight(tmp_path, value, sentence):
         "tasks": [{"ansible.builtin.include_role": {"name": "minibus.pki.minibus_certs", "tasks_from": "preflight"},
                    "vars": {"minibus_certs_vault_url": "https://vault.example.org:8200",
                             "minibus_certs_rsyslog_role": "server",
+                            # gather_facts is off: the name has no fact to default to
+                            "minibus_certs_common_name": SERVER_NAME,
                             "minibus_certs_rsyslog_permitted_peers": [CLIENT_NAME],
                             "minibus_certs_trust_anchor": "-----BEGIN CERTIFICATE-----\n..."}}]}]))
     out = subprocess.run(

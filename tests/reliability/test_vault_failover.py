@@ -94,7 +94,8 @@ def test_a_login_that_reached_a_node_that_died_is_not_sent_to_the_next(vault, ho
         return None
 
     fake.route = die_mid_answer
-    secret_id = vault.unwrap(vault.mint_wrapped())["secret_id"]
+    # a renewal-mount secret id (what a host logs in with at renewal), minted with the root token
+    secret_id = vault.unwrap(vault.mint_wrapped(mount="approle", token=vault.root_token))["secret_id"]
     client = core.client_from_options(host_params(vault, host_dir, url=[fake.url, vault.url],
                                                   ca_cert=_bundle(tmp_path, fake.ca_path, vault.ca_cert), retries=3))
     try:
