@@ -33,8 +33,7 @@ except ImportError:
 
 # True: the chain to a pinned anchor is checked by cryptography's x509.verification; False: by the hand
 # check below (signatures, basicConstraints, pathLen, keyUsage), as on cryptography 38. Tests set it.
-PATH_VALIDATION = _verification is not None and hasattr(getattr(_verification, "PolicyBuilder", None),
-                                                         "build_client_verifier")
+PATH_VALIDATION = hasattr(getattr(_verification, "PolicyBuilder", None), "build_client_verifier")
 
 UTC = datetime.timezone.utc
 

@@ -105,8 +105,8 @@ def make_leaf(key, issuer, issuer_key, cn="host1.example.org", dns=None, ips=Non
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(not_before).not_valid_after(not_before + (lifetime or datetime.timedelta(hours=24)))
                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-               .add_extension(x509.KeyUsage(**dict(_LEAF_USAGE, key_cert_sign=ca,
-                                                                digital_signature=digital_signature)), critical=True))
+               .add_extension(x509.KeyUsage(**dict(_LEAF_USAGE, key_cert_sign=ca, digital_signature=digital_signature)),
+                              critical=True))
     builder = _key_ids(builder, key, issuer_key)
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)

@@ -8,12 +8,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
-import ipaddress
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ansible_collections.minibus.pki.plugins.module_utils import certs
 from ansible_collections.minibus.pki.plugins.module_utils.errors import CappedTtl, InvalidAnswer, InvalidInput
