@@ -536,14 +536,19 @@ def _verify_path(cert, chain, trust_anchors, now, refuse, key_usages):
     not_before = _utc(cert, "not_valid_before")
     at = max(now, min(not_before, now + datetime.timedelta(seconds=CLOCK_SKEW_SECONDS)))
     builder = _verification.PolicyBuilder().store(_verification.Store(list(trust_anchors))).time(at)
+    # Roots stay out of the candidates: a self-signed one is its own issuer, and the anchors are in the store.
+    intermediates = [ca for ca in chain if ca.subject != ca.issuer]
     sides = list(key_usages or ()) or [_side_of(cert)]
     for side in sides:
         verifier = (builder.build_server_verifier(_server_name(cert)) if side == "serverAuth"
                     else builder.build_client_verifier())
         try:
-            verifier.verify(cert, list(chain))
+            verifier.verify(cert, intermediates)
         except _verification.VerificationError as exc:
-            reason = re.sub(r"^validation failed: ", "", " ".join(str(exc).split()))
+            reason = " ".join(str(exc).split())
+            if "no interior errors" in reason:  # no candidate issuer at some step: the path ends nowhere
+                reason = "no chain through the answer's CAs reaches a pinned root"
+            reason = re.sub(r"^validation failed: (candidates exhausted: )?", "", reason)
             reason = re.sub(r"\(encountered processing <Certificate\(subject=<Name\((.*?)\)>, \.\.\.\)>\)", r"(at \1)",
                             reason)
             reason = re.sub(r"\b2\.5\.29\.\d+\b", lambda oid: _EXTENSION_NAMES.get(oid.group(0), oid.group(0)), reason)
@@ -583,7 +588,7 @@ def _hand_checked_path(cert, chain, trust_anchors, now, refuse, key_usages):
             path = ([cert] + list(chain))[1:index + 1] + [issuer]
             break
     if path is None:
-        raise refuse(_not_a_path("no certificate of the answer is, or is signed by, a pinned root"))
+        raise refuse(_not_a_path("no chain through the answer's CAs reaches a pinned root"))
     if _is_ca(cert):
         raise refuse(_not_a_path("the certificate itself is a CA (basicConstraints ca=True)"))
     if not key_usages:

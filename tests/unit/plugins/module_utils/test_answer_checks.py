@@ -209,6 +209,16 @@ def test_the_forged_root_is_refused_by_both_checks(pki, path_check):
     test_a_chain_to_a_forged_root_of_the_same_name_is_refused(pki)
 
 
+@pytest.mark.parametrize("with_root", [True, False])
+def test_an_unrelated_anchor_says_no_chain_reaches_it(pki, path_check, with_root):
+    """The answer's chain (with its own root or without) leads to another root than the pinned one."""
+    chain = [_pem(pki["intermediate"])] + ([_pem(pki["root"])] if with_root else [])
+    unrelated = _ca("Unrelated Root", certs.generate_private_key("ec", 256))
+    with pytest.raises(InvalidAnswer) as info:
+        certs.check_issued(_answer(pki, ca_chain=chain), pki["host_key"], _request(), [unrelated])
+    assert "no chain through the answer's CAs reaches a pinned root" in info.value.message, info.value.message
+
+
 def test_unpinned_answers_keep_the_consistency_checks_only(pki, path_check):
     """Without trust anchors the answer's own chain is enough: a pathLen 0 CA above another is not looked at."""
     answer, request, _needle = _path_case(pki, "pathLen 0 above another CA")
@@ -233,7 +243,7 @@ def test_a_chain_to_a_forged_root_of_the_same_name_is_refused(pki):
     certs.check_issued(answer, pki["host_key"], _request(), None)  # consistent in itself: passes unpinned ...
     with pytest.raises(InvalidAnswer) as info:  # ... but not against the pinned root
         certs.check_issued(answer, pki["host_key"], _request(), [pki["root"]])
-    assert "pinned trust anchor" in info.value.message
+    assert "does not form a valid path to the pinned trust anchor" in info.value.message, info.value.message
 
 
 def test_names_compare_case_insensitively_and_ips_normalised(pki):
