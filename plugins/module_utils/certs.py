@@ -26,6 +26,15 @@ try:
 except ImportError:  # the modules turn this into Ansible's "missing required library" error
     CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
 
+try:  # RFC 5280 path building and validation: cryptography >= 43 (Debian 13); Debian 12's 38 has none
+    from cryptography.x509 import verification as _verification
+except ImportError:
+    _verification = None
+
+# True: the chain to a pinned anchor is checked by cryptography's x509.verification; False: by the hand
+# check below (signatures, basicConstraints, pathLen, keyUsage), as on cryptography 38. Tests set it.
+PATH_VALIDATION = hasattr(getattr(_verification, "PolicyBuilder", None), "build_client_verifier")
+
 UTC = datetime.timezone.utc
 
 # key_type -> allowed key_bits (first is the default)
@@ -304,6 +313,9 @@ def needs_renewal(cert_pem, key_pem, request, now=None, renew_before=None, force
 
 # --- checking Vault's answer before anything is written ----------------------------------------
 
+# The side's extended key usage (rsyslog checks the peer's: a log server serverAuth, a client clientAuth).
+KEY_USAGES = {"serverAuth": "SERVER_AUTH", "clientAuth": "CLIENT_AUTH"}
+
 # How far a certificate's not_before may lie ahead of this host's clock (Vault back-dates by 30 s).
 CLOCK_SKEW_SECONDS = 300
 # A lifetime this much longer than the ttl asked is not "about the ttl asked".
@@ -405,8 +417,9 @@ def check_issued(answer, key, request, trust_anchors=None, now=None):
     """Every check on one Vault answer, before anything is written. Raises InvalidAnswer (one sentence).
 
     answer: certificate, issuing_ca, ca_chain (PEM text) as Vault returns them. key: the private key.
-    request: common_name, alt_names, ip_sans, ttl, ttl_seconds. trust_anchors: pinned root CA
-    certificates, or None (then the certificate must still be signed by the answer's issuing CA).
+    request: common_name, alt_names, ip_sans, ttl, ttl_seconds, extended_key_usage (KEY_USAGES names the
+    certificate must carry; empty: not checked). trust_anchors: pinned root CA certificates (then an RFC 5280
+    path to one of them), or None (then the certificate must still be signed by the answer's issuing CA).
     Returns (cert, chain) where chain is the verified CA certificates from the issuer upwards.
     """
     now = now or datetime.datetime.now(UTC)
@@ -431,7 +444,7 @@ def check_issued(answer, key, request, trust_anchors=None, now=None):
         raise _refuse("the certificate does not match the private key")
     _check_names(cert, request)
     _check_validity(cert, request, now)
-    _check_chain(cert, chain, trust_anchors, now)
+    _check_chain(cert, chain, trust_anchors, now, key_usages=request.get("extended_key_usage"))
     return cert, chain
 
 
@@ -482,7 +495,9 @@ def _check_validity(cert, request, now):
                       % (lifetime / 3600.0, request.get("ttl")))
 
 
-def _check_chain(cert, chain, trust_anchors, now, refuse=_refuse):
+def _check_chain(cert, chain, trust_anchors, now, refuse=_refuse, key_usages=()):
+    """The answer's chain in itself (issuer first, CAs, in order), the side's extended key usages and, with
+    trust anchors, an RFC 5280 path from the certificate to one of them."""
     if not signed_by(cert, chain[0]):
         raise refuse("the certificate is not signed by the issuing CA in the same answer")
     for ca in chain:
@@ -494,26 +509,133 @@ def _check_chain(cert, chain, trust_anchors, now, refuse=_refuse):
         if not signed_by(child, parent):
             raise refuse("its CA chain is not in order (%s is not signed by %s)"
                          % (child.subject.rfc4514_string(), parent.subject.rfc4514_string()))
+    for key_usage in key_usages or ():
+        _check_key_usage(cert, key_usage, refuse)
     if trust_anchors is None:
         return
+    if PATH_VALIDATION:
+        _verify_path(cert, chain, trust_anchors, now, refuse, key_usages)
+    else:
+        _hand_checked_path(cert, chain, trust_anchors, now, refuse, key_usages)
+    _check_leaf_key_usage(cert, refuse)
+
+
+# x509.verification names extensions by OID; the sentence names them as RFC 5280 does.
+_EXTENSION_NAMES = {"2.5.29.14": "subjectKeyIdentifier", "2.5.29.15": "keyUsage", "2.5.29.17": "subjectAltName",
+                    "2.5.29.19": "basicConstraints", "2.5.29.35": "authorityKeyIdentifier",
+                    "2.5.29.37": "extKeyUsage", "2.5.29.30": "nameConstraints"}
+
+
+def _not_a_path(reason):
+    return "the certificate does not form a valid path to the pinned trust anchor (trust_anchor_path): %s" % reason
+
+
+def _verify_path(cert, chain, trust_anchors, now, refuse, key_usages):
+    """cryptography's RFC 5280 path building from the certificate through the answer's CAs to an anchor."""
+    # The leaf may start up to CLOCK_SKEW_SECONDS ahead of this host's clock, as in _check_valid_now.
+    not_before = _utc(cert, "not_valid_before")
+    at = max(now, min(not_before, now + datetime.timedelta(seconds=CLOCK_SKEW_SECONDS)))
+    builder = _verification.PolicyBuilder().store(_verification.Store(list(trust_anchors))).time(at)
+    # Roots stay out of the candidates: a self-signed one is its own issuer, and the anchors are in the store.
+    intermediates = [ca for ca in chain if ca.subject != ca.issuer]
+    sides = list(key_usages or ()) or [_side_of(cert)]
+    for side in sides:
+        verifier = (builder.build_server_verifier(_server_name(cert)) if side == "serverAuth"
+                    else builder.build_client_verifier())
+        try:
+            verifier.verify(cert, intermediates)
+        except _verification.VerificationError as exc:
+            reason = " ".join(str(exc).split())
+            if "no interior errors" in reason:  # no candidate issuer at some step: the path ends nowhere
+                reason = "no chain through the answer's CAs reaches a pinned root"
+            reason = re.sub(r"^validation failed: (candidates exhausted: )?", "", reason)
+            reason = re.sub(r"\(encountered processing <Certificate\(subject=<Name\((.*?)\)>, \.\.\.\)>\)", r"(at \1)",
+                            reason)
+            reason = re.sub(r"\b2\.5\.29\.\d+\b", lambda oid: _EXTENSION_NAMES.get(oid.group(0), oid.group(0)), reason)
+            raise refuse(_not_a_path(reason))
+
+
+def _side_of(cert):
+    """Without the side named, the TLS side the certificate's own extended key usage gives (client when both)."""
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return "clientAuth"
+    if ExtendedKeyUsageOID.SERVER_AUTH in usages and ExtendedKeyUsageOID.CLIENT_AUTH not in usages:
+        return "serverAuth"
+    return "clientAuth"
+
+
+def _server_name(cert):
+    """The name a server verifier checks: the certificate's CN, which _check_names found among its SANs."""
+    common_name = subject_value(cert, "CN") or ""
+    if _is_ip(common_name):
+        return x509.IPAddress(ipaddress.ip_address(common_name))
+    return x509.DNSName(common_name)
+
+
+def _hand_checked_path(cert, chain, trust_anchors, now, refuse, key_usages):
+    """Without x509.verification: the path is the chain up to the first CA that is, or is signed by, an anchor;
+    every CA on it (the anchor too) must allow what is below it (basicConstraints, pathLen, keyCertSign)."""
     anchors = dict((_der(a), a) for a in trust_anchors if _valid_at(a, now))
-    for element in [cert] + chain:
+    path = None
+    for index, element in enumerate([cert] + list(chain)):
         if _der(element) in anchors:
-            return
-        if any(signed_by(element, anchor) for anchor in anchors.values()):
-            return
-    raise refuse("the certificate does not chain to the pinned trust anchor (trust_anchor_path)")
+            path = ([cert] + list(chain))[1:index] + [element]
+            break
+        issuer = next((a for a in anchors.values() if signed_by(element, a)), None)
+        if issuer is not None:
+            path = ([cert] + list(chain))[1:index + 1] + [issuer]
+            break
+    if path is None:
+        raise refuse(_not_a_path("no chain through the answer's CAs reaches a pinned root"))
+    if _is_ca(cert):
+        raise refuse(_not_a_path("the certificate itself is a CA (basicConstraints ca=True)"))
+    if not key_usages:
+        side = _side_of(cert)
+        try:
+            usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except x509.ExtensionNotFound:
+            usages = None
+        if usages is not None and getattr(ExtendedKeyUsageOID, KEY_USAGES[side]) not in usages:
+            raise refuse(_not_a_path("the certificate's extended key usage allows neither clientAuth nor serverAuth"))
+    below = 0  # CAs between this one and the certificate that are not self-issued (RFC 5280 4.2.1.9)
+    for ca in path:
+        name = ca.subject.rfc4514_string()
+        try:
+            constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
+        except x509.ExtensionNotFound:
+            constraints = None
+        if constraints is None or not constraints.ca:
+            raise refuse(_not_a_path("%s has no basicConstraints ca=True" % name))
+        if constraints.path_length is not None and below > constraints.path_length:
+            raise refuse(_not_a_path("path length constraint of %s (%d) exceeded by %d CAs below it"
+                                     % (name, constraints.path_length, below)))
+        try:
+            usage = ca.extensions.get_extension_for_class(x509.KeyUsage).value
+        except x509.ExtensionNotFound:
+            usage = None
+        if usage is not None and not usage.key_cert_sign:
+            raise refuse(_not_a_path("the key usage of %s does not allow keyCertSign" % name))
+        if ca.subject != ca.issuer:
+            below += 1
+
+
+def _check_leaf_key_usage(cert, refuse):
+    """A TLS certificate's key signs the handshake: its keyUsage, when present, must allow digitalSignature."""
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    if not usage.digital_signature:
+        raise refuse(_not_a_path("the certificate's key usage does not allow digitalSignature"))
 
 
 # --- checking the renewal account's files before root publishes them (publish.py) -------------
 
-# The side's extended key usage (rsyslog checks the peer's: a log server serverAuth, a client clientAuth).
-KEY_USAGES = {"serverAuth": "SERVER_AUTH", "clientAuth": "CLIENT_AUTH"}
-
-
 def check_installed(cert_pem, key_pem, chain_pem, request, trust_anchors, key_usage, refuse, now=None):
     """The checks of check_issued on files already installed (no lifetime rule: the ttl asked then is not
-    known), plus the side's extended key usage. refuse(reason) makes the exception to raise.
+    known), with the side's extended key usage key_usage. refuse(reason) makes the exception to raise.
 
     request: common_name, alt_names, ip_sans. chain_pem: the CA certificates from the issuer upwards.
     Returns (cert, key, chain) parsed.
@@ -535,10 +657,9 @@ def check_installed(cert_pem, key_pem, chain_pem, request, trust_anchors, key_us
         raise refuse("the key does not match the certificate")
     _check_names(cert, request, refuse)
     _check_valid_now(cert, now, refuse)
-    _check_key_usage(cert, key_usage, refuse)
     if trust_anchors is None:
         raise refuse("no trust anchor is pinned (trust_anchor_path)")
-    _check_chain(cert, chain, trust_anchors, now, refuse)
+    _check_chain(cert, chain, trust_anchors, now, refuse, [key_usage])
     return cert, key, chain
 
 

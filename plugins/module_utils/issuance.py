@@ -40,6 +40,7 @@ CERTIFICATE_SPEC = dict(
     ca_path=dict(type="path"),
     fullchain_path=dict(type="path"),
     trust_anchor_path=dict(type="path"),
+    extended_key_usage=dict(type="list", elements="str", choices=sorted(certs.KEY_USAGES), default=[]),
     secret_id_store=dict(type="path"),
     secret_id_wrap_ttl=dict(type="str", default="60s", no_log=False),
     renew_before=dict(type="str"),
@@ -68,6 +69,11 @@ def prepare(params, check_mode=False):
     for ip in p.get("ip_sans") or []:
         if not certs._is_ip(ip):
             raise InvalidInput("ip_sans entry %r is not an IP address." % ip)
+    p["extended_key_usage"] = list(p.get("extended_key_usage") or [])
+    for usage in p["extended_key_usage"]:
+        if usage not in certs.KEY_USAGES:
+            raise InvalidInput("extended_key_usage entry %r is unknown: use clientAuth (a client) or serverAuth (a log "
+                               "server)." % (usage,))
     p["renew_before_seconds"] = (certs.parse_duration(p["renew_before"], "renew_before")
                                  if p.get("renew_before") else None)
     p["key_mode"] = _mode(p.get("mode"), 0o600)

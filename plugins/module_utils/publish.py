@@ -8,7 +8,7 @@
 ``minibus-certs-renew --publish`` runs as root after every renewer run and after the role's own issuance.
 The account's certificate, key, chain, state file and secret id summary are read by a bounded child that
 has become the account (_privdrop.run_as, files.read_bounded: no link, no FIFO, capped, a deadline); root
-checks them (PEM, key matches, names, valid now, the side's extended key usage, chain to the pinned trust
+checks them (PEM, key matches, names, valid now, the side's extended key usage, valid path to the pinned trust
 anchor) and only then installs canonical copies in its own versioned store (files.CertStore in the
 publish directory: one symlink swap). The metrics are rendered by root from the checked record. An
 unchanged set writes nothing and restarts nothing. See docs/design.md.

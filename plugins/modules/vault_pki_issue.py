@@ -146,11 +146,27 @@ options:
       - A PEM file on the host with the root CA certificate(s) this host's certificates must chain to.
       - Every answer is checked before anything is written; the certificate parses, matches the key, carries
         exactly the common name and the DNS and IP names asked for, is valid now (5 minutes of clock skew
-        allowed), lives about the O(ttl) asked, and is signed by the issuing CA in the answer, whose chain is
-        in order and valid. With this option the chain must also end at one of these anchors (signatures and
-        names checked), and O(ca_path) gets this file's content.
+        allowed), lives about the O(ttl) asked, carries every usage in O(extended_key_usage), and is signed
+        by the issuing CA in the answer, whose chain is in order and valid. With this option the certificate
+        must also form a valid RFC 5280 path through the answer's CAs to one of these anchors (signatures,
+        validity, basicConstraints and their path length, keyUsage keyCertSign on every CA, digitalSignature
+        and no CA flag on the certificate, its extended key usage), and O(ca_path) gets this file's content.
+        Where the host's cryptography has C(cryptography.x509.verification) (43 and newer) that library builds
+        and checks the path; on older ones (Debian 12) the module checks these rules itself.
       - Without it the chain is not pinned, and the module returns a warning saying so.
     type: path
+  extended_key_usage:
+    description:
+      - The extended key usages the certificate must carry for its side of TLS, V(clientAuth) for a client
+        and V(serverAuth) for a log server. An answer without one of them is refused and nothing is written.
+      - Empty, the usage is not checked, except that with O(trust_anchor_path) the certificate's own
+        extended key usage must allow V(clientAuth) or V(serverAuth).
+      - The R(minibus.pki.minibus_certs,ansible_collections.minibus.pki.minibus_certs_role) role sets it from
+        its rsyslog role.
+    type: list
+    elements: str
+    choices: [clientAuth, serverAuth]
+    default: []
   mode:
     description:
       - The private key's mode (default C(0600)). Certificate, chain and CA files are C(0644).

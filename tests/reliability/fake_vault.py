@@ -38,41 +38,62 @@ def _name(cn):
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def make_ca(cn, issuer=None, issuer_key=None):
+_USAGE = dict(digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+              key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False)
+
+
+def _key_ids(builder, public_key, issuer_key):
+    # As Vault's PKI makes them: RFC 5280 path validation (x509.verification) requires the key identifiers.
+    return (builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                           critical=False))
+
+
+def make_ca(cn, issuer=None, issuer_key=None, path_length=None):
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(issuer.subject if issuer else _name(cn))
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - 24 * HOUR).not_valid_after(now + 240 * HOUR)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(issuer_key or key, hashes.SHA256()))
-    return cert, key
+    builder = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(issuer.subject if issuer else _name(cn))
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - 24 * HOUR).not_valid_after(now + 240 * HOUR)
+               .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+               .add_extension(x509.KeyUsage(**_USAGE), critical=True))
+    return _key_ids(builder, key.public_key(), issuer_key or key).sign(issuer_key or key, hashes.SHA256()), key
 
 
 class Pki(object):
-    """Root -> intermediate; plus a forged root and intermediate with the same names."""
+    """Root -> intermediate; plus a forged root and intermediate with the same names, and a pathLen 0 CA."""
 
     def __init__(self):
         self.root, self.root_key = make_ca("Fake Root")
         self.intermediate, self.int_key = make_ca("Fake Intermediate", self.root, self.root_key)
         forged_root, forged_root_key = make_ca("Fake Root")
         self.forged_int, self.forged_int_key = make_ca("Fake Intermediate", forged_root, forged_root_key)
+        # (certificate, key): a CA with pathLen 0 under the root, and a CA below it that pathLen 0 forbids.
+        self.path_len_zero = make_ca("Fake Path Length Zero", self.root, self.root_key, path_length=0)
+        self.below_path_len_zero = make_ca("Fake Below Zero", *self.path_len_zero)
 
-    def sign(self, csr, cn=None, dns=None, ips=None, not_before=None, lifetime=24 * HOUR, forged=False):
-        """A leaf for the CSR's key: names from the CSR unless given."""
+    def sign(self, csr, cn=None, dns=None, ips=None, not_before=None, lifetime=24 * HOUR, forged=False,
+             usages=(ExtendedKeyUsageOID.CLIENT_AUTH,), ca=False, issuer=None):
+        """A leaf for the CSR's key: names from the CSR unless given; a client's usage unless given.
+
+        ca=True: the leaf claims to be a CA. issuer: (certificate, key) of another issuing CA."""
         san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         cn = cn or csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
         dns = san.get_values_for_type(x509.DNSName) if dns is None else dns
         ips = [str(i) for i in san.get_values_for_type(x509.IPAddress)] if ips is None else ips
         not_before = not_before or datetime.datetime.now(UTC) - datetime.timedelta(seconds=30)
-        issuer, issuer_key = (self.forged_int, self.forged_int_key) if forged else (self.intermediate, self.int_key)
+        issuer, issuer_key = issuer or ((self.forged_int, self.forged_int_key) if forged
+                                        else (self.intermediate, self.int_key))
         names = [x509.DNSName(n) for n in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-        return (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(issuer.subject)
-                .public_key(csr.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(not_before).not_valid_after(not_before + lifetime)
-                .add_extension(x509.SubjectAlternativeName(names), critical=False)
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-                .sign(issuer_key, hashes.SHA256()))
+        builder = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(issuer.subject)
+                   .public_key(csr.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(not_before).not_valid_after(not_before + lifetime)
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                   .add_extension(x509.KeyUsage(**dict(_USAGE, key_encipherment=True, key_agreement=True,
+                                                       key_cert_sign=ca, crl_sign=False)), critical=True)
+                   .add_extension(x509.SubjectAlternativeName(names), critical=False)
+                   .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False))
+        return _key_ids(builder, csr.public_key(), issuer_key).sign(issuer_key, hashes.SHA256())
 
     def answer(self, leaf, issuing=None, chain=None):
         issuing = pem(issuing or self.intermediate)

@@ -145,6 +145,7 @@ class Host(object):
                        cert_path=os.path.join(self.tls_dir, "cert.pem"), key_path=os.path.join(self.tls_dir, "key.pem"),
                        chain_path=os.path.join(self.tls_dir, "chain.pem"), fullchain_path=self.fullchain,
                        trust_anchor_path=self.trust_anchor, secret_id_store=os.path.join(self.dir, "state", "secret-id.json"),
+                       extended_key_usage=["serverAuth" if self.role == "server" else "clientAuth"],
                        publish={"dir": self.published_dir,
                                 "key_usage": "serverAuth" if self.role == "server" else "clientAuth"})
         options.update(self.identity(vault))

@@ -7,7 +7,8 @@
 The host first gets a good certificate from the fake Vault (the pinned trust anchor is the fake PKI's
 root), then asks again (force) while the fake gives one bad answer that the core must refuse: expired, not yet valid,
 another CN, a SAN or IP not asked for, far too long, junk PEM, non-ASCII chain, a chain to a forged root
-of the same name, an answer far above the size cap. The old files stay, byte for byte; no staging debris.
+of the same name, a server's usage for a client, a leaf that is a CA, a CA whose pathLen 0 forbids the CA below
+it, an answer far above the size cap. The old files stay, byte for byte; no staging debris.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,6 +19,8 @@ import os
 import pytest
 
 from conftest import leftovers, tree_digest
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
 from fake_vault import HOUR, FakeVault, pem
 from ansible_collections.minibus.pki.plugins.module_utils import issuance
 from ansible_collections.minibus.pki.plugins.module_utils.errors import MinibusError
@@ -45,7 +48,8 @@ def params(fake, tmp_path):
     p.update(url=fake.url, ca_cert=fake.ca_path, token="hvs.fake-token", retries=0, timeout=10,
              common_name="host1.minibus.test", alt_names=["alias.minibus.test"],
              cert_path=str(tls / "cert.pem"), key_path=str(tls / "key.pem"), chain_path=str(tls / "chain.pem"),
-             ca_path=str(tls / "ca.pem"), fullchain_path=str(tls / "fullchain.pem"), trust_anchor_path=str(anchor))
+             ca_path=str(tls / "ca.pem"), fullchain_path=str(tls / "fullchain.pem"), trust_anchor_path=str(anchor),
+             extended_key_usage=["clientAuth"])
     return p
 
 
@@ -98,7 +102,15 @@ BAD = {
         f.pki.sign(csr), chain=[pem(f.pki.intermediate).replace("-----END", "\u00e9-----END")]), "not ASCII"),
     "forged root of the same name": (lambda f: lambda csr: f.pki.answer(
         f.pki.sign(csr, forged=True), issuing=f.pki.forged_int, chain=[pem(f.pki.forged_int)]),
-        "does not chain to the pinned trust anchor"),
+        "does not form a valid path to the pinned trust anchor"),
+    "server usage for a client": (lambda f: lambda csr: f.pki.answer(
+        f.pki.sign(csr, usages=[ExtendedKeyUsageOID.SERVER_AUTH])), "lacks the extended key usage clientAuth"),
+    "leaf that is a CA": (lambda f: lambda csr: f.pki.answer(f.pki.sign(csr, ca=True)),
+                          "does not form a valid path to the pinned trust anchor"),
+    "pathLen 0 above another CA": (lambda f: lambda csr: f.pki.answer(
+        f.pki.sign(csr, issuer=f.pki.below_path_len_zero), issuing=f.pki.below_path_len_zero[0],
+        chain=[pem(f.pki.below_path_len_zero[0]), pem(f.pki.path_len_zero[0]), pem(f.pki.root)]),
+        "path length constraint"),
     "declared 150 MB": (lambda f: lambda csr: (200, {"Content-Length": str(150 * 1024 * 1024)}, _declared_huge),
                         "more than 1024 KiB"),
     "3 MiB chunked": (lambda f: lambda csr: (200, {"Transfer-Encoding": "chunked"}, _chunked_forever),

@@ -47,6 +47,7 @@ def test_renewer_config_leaves_unset_numbers_out_and_pins_the_root():
     config = json.loads(_render("renewer.json.j2"))
     assert "timeout" not in config and "retries" not in config
     assert config["trust_anchor_path"] == "/etc/minibus-certs/trust-anchor.pem"
+    assert config["extended_key_usage"] == ["clientAuth"]  # every answer the renewer gets is checked for it
     assert config["fullchain_path"] == "/var/lib/minibus-certs/tls/fullchain.pem"
     assert config["secret_id_store"] == "/var/lib/minibus-certs/state/secret-id.json"
     # nothing in the account's directory triggers root: no stamp; root publishes rsyslog's copies
@@ -59,6 +60,7 @@ def test_renewer_config_publish_section_of_a_tcp_log_server_with_metrics():
     config = json.loads(_render("renewer.json.j2", minibus_certs_rsyslog_role="server", minibus_certs_rsyslog_transport="tcp",
                                 minibus_certs_metrics_textfile_dir="/var/lib/prometheus/node-exporter/"))
     assert config["publish"]["key_usage"] == "serverAuth" and config["publish"]["restart_rsyslog"] is True
+    assert config["extended_key_usage"] == ["serverAuth"]
     assert config["publish"]["metrics_path"] == "/var/lib/prometheus/node-exporter/minibus_certs.prom"
     assert "ca_path" not in config and "allow_insecure_http" not in config
 

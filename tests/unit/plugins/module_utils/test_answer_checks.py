@@ -8,15 +8,15 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
-import ipaddress
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ansible_collections.minibus.pki.plugins.module_utils import certs
 from ansible_collections.minibus.pki.plugins.module_utils.errors import CappedTtl, InvalidAnswer, InvalidInput
+
+from pki_test_helpers import make_ca, make_leaf
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime.now(UTC).replace(microsecond=0)
@@ -28,30 +28,14 @@ def _pem(cert):
     return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
-def _ca(name, key, issuer=None, issuer_key=None, not_before=None, not_after=None):
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    builder = (x509.CertificateBuilder().subject_name(subject)
-               .issuer_name(issuer.subject if issuer else subject).public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(not_before or NOW - 24 * HOUR).not_valid_after(not_after or NOW + 240 * HOUR)
-               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True))
-    return builder.sign(issuer_key or key, hashes.SHA256())
+def _ca(name, key, issuer=None, issuer_key=None, not_before=None, not_after=None, **kw):
+    return make_ca(name, key, issuer, issuer_key, not_before, not_after, now=NOW, **kw)
 
 
 def _leaf(key, issuer, issuer_key, cn="host1.example.org", dns=None, ips=None, not_before=None, lifetime=None,
-          usages=None):
-    not_before = not_before or NOW - datetime.timedelta(seconds=30)
-    dns = [cn] if dns is None else dns
-    sans = [x509.DNSName(n) for n in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips or []]
-    builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-               .issuer_name(issuer.subject).public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(not_before).not_valid_after(not_before + (lifetime or 24 * HOUR)))
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    if usages:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
+          usages=None, ca=False, digital_signature=True):
+    return make_leaf(key, issuer, issuer_key, cn, dns, ips, not_before, lifetime, usages, ca, now=NOW,
+                     digital_signature=digital_signature)
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +119,115 @@ def test_each_bad_answer_is_one_sentence(pki, name):
     assert "\n" not in message and "BEGIN" not in message
 
 
+# --- the path to the pinned anchor: RFC 5280 rules, by x509.verification and by the hand check -------------
+
+@pytest.fixture(params=["x509.verification", "hand check"])
+def path_check(request, monkeypatch):
+    """Each path case runs through both code paths: cryptography's x509.verification where this cryptography has
+    it (43 and newer), and the hand check that hosts with cryptography 38 (Debian 12) use."""
+    if request.param == "x509.verification" and not certs.PATH_VALIDATION:
+        pytest.skip("this cryptography has no x509.verification client verifier")
+    monkeypatch.setattr(certs, "PATH_VALIDATION", request.param == "x509.verification")
+    return request.param
+
+
+CLIENT, SERVER = [ExtendedKeyUsageOID.CLIENT_AUTH], [ExtendedKeyUsageOID.SERVER_AUTH]
+
+
+def _path_case(pki, name):
+    """(answer, request, what the sentence says) for each answer whose path to the pinned root is not valid."""
+    root, root_key, host_key = pki["root"], pki["root_key"], pki["host_key"]
+    i, ik = pki["intermediate"], pki["int_key"]
+    ca_key, sub_key = certs.generate_private_key("ec", 256), certs.generate_private_key("ec", 256)
+
+    def under(issuer, issuer_key, *above, **leaf):
+        return _answer(pki, _leaf(host_key, issuer, issuer_key, **leaf), issuing_ca=_pem(issuer),
+                       ca_chain=[_pem(c) for c in (issuer,) + above])
+
+    no_constraints = _ca("No Constraints", ca_key, root, root_key, basic_constraints=False)
+    path_len_zero = _ca("Path Length Zero", ca_key, root, root_key, path_length=0)
+    below_zero = _ca("Below Zero", sub_key, path_len_zero, ca_key)
+    no_cert_sign = _ca("No Cert Sign", ca_key, root, root_key, key_cert_sign=False)
+    path = "does not form a valid path to the pinned trust anchor"
+    cases = {
+        "CA without basicConstraints": (under(no_constraints, ca_key, root, usages=CLIENT), _request(),
+                                        "which is not a CA certificate"),
+        "pathLen 0 above another CA": (under(below_zero, sub_key, path_len_zero, root, usages=CLIENT), _request(),
+                                       path),
+        "CA without keyCertSign": (under(no_cert_sign, ca_key, root, usages=CLIENT), _request(), path),
+        "leaf that is a CA": (under(i, ik, root, usages=CLIENT, ca=True), _request(), path),
+        "clientAuth leaf asked as serverAuth": (under(i, ik, root, usages=CLIENT),
+                                                _request(extended_key_usage=["serverAuth"]),
+                                                "lacks the extended key usage serverAuth"),
+        "serverAuth leaf asked as clientAuth": (under(i, ik, root, usages=SERVER),
+                                                _request(extended_key_usage=["clientAuth"]),
+                                                "lacks the extended key usage clientAuth"),
+        "leaf without usage asked as clientAuth": (under(i, ik, root), _request(extended_key_usage=["clientAuth"]),
+                                                   "carries no extended key usage"),
+        "leaf for neither TLS side": (under(i, ik, root, usages=[ExtendedKeyUsageOID.CODE_SIGNING]), _request(), path),
+        "leaf key not for signatures": (under(i, ik, root, usages=CLIENT, digital_signature=False), _request(), path),
+    }
+    return cases[name]
+
+
+@pytest.mark.parametrize("name", [
+    "CA without basicConstraints", "pathLen 0 above another CA", "CA without keyCertSign", "leaf that is a CA",
+    "clientAuth leaf asked as serverAuth", "serverAuth leaf asked as clientAuth",
+    "leaf without usage asked as clientAuth", "leaf for neither TLS side", "leaf key not for signatures",
+])
+def test_each_answer_without_a_valid_path_is_one_sentence(pki, path_check, name):
+    answer, request, needle = _path_case(pki, name)
+    with pytest.raises(InvalidAnswer) as info:
+        certs.check_issued(answer, pki["host_key"], request, [pki["root"]])
+    message = info.value.message
+    assert message.startswith("Vault's answer was refused: ") and message.endswith("nothing was written.")
+    assert needle in message and "\n" not in message and "BEGIN" not in message, message
+
+
+@pytest.mark.parametrize("usages, asked", [(CLIENT, ["clientAuth"]), (SERVER, ["serverAuth"]), (CLIENT, []),
+                                           (SERVER, []), (None, []), (CLIENT + SERVER, ["clientAuth", "serverAuth"])])
+def test_a_good_path_passes_both_checks(pki, path_check, usages, asked):
+    """root -> intermediate -> leaf, with the root in the chain or not, for either side."""
+    leaf = _leaf(pki["host_key"], pki["intermediate"], pki["int_key"], usages=usages)
+    for chain in ([_pem(pki["intermediate"]), _pem(pki["root"])], [_pem(pki["intermediate"])]):
+        cert, _chain = certs.check_issued(_answer(pki, leaf, ca_chain=chain), pki["host_key"],
+                                          _request(extended_key_usage=asked), [pki["root"]])
+        assert cert.subject.rfc4514_string() == "CN=host1.example.org"
+
+
+def test_a_path_within_its_length_constraints_passes(pki, path_check):
+    """pathLen 1 above one more CA, pathLen 0 right above the leaf: allowed."""
+    key1, key2 = certs.generate_private_key("ec", 256), certs.generate_private_key("ec", 256)
+    upper = _ca("Upper", key1, pki["root"], pki["root_key"], path_length=1)
+    lower = _ca("Lower", key2, upper, key1, path_length=0)
+    leaf = _leaf(pki["host_key"], lower, key2, usages=CLIENT)
+    answer = _answer(pki, leaf, issuing_ca=_pem(lower), ca_chain=[_pem(lower), _pem(upper), _pem(pki["root"])])
+    certs.check_issued(answer, pki["host_key"], _request(extended_key_usage=["clientAuth"]), [pki["root"]])
+
+
+def test_the_forged_root_is_refused_by_both_checks(pki, path_check):
+    test_a_chain_to_a_forged_root_of_the_same_name_is_refused(pki)
+
+
+@pytest.mark.parametrize("with_root", [True, False])
+def test_an_unrelated_anchor_says_no_chain_reaches_it(pki, path_check, with_root):
+    """The answer's chain (with its own root or without) leads to another root than the pinned one."""
+    chain = [_pem(pki["intermediate"])] + ([_pem(pki["root"])] if with_root else [])
+    unrelated = _ca("Unrelated Root", certs.generate_private_key("ec", 256))
+    with pytest.raises(InvalidAnswer) as info:
+        certs.check_issued(_answer(pki, ca_chain=chain), pki["host_key"], _request(), [unrelated])
+    assert "no chain through the answer's CAs reaches a pinned root" in info.value.message, info.value.message
+
+
+def test_unpinned_answers_keep_the_consistency_checks_only(pki, path_check):
+    """Without trust anchors the answer's own chain is enough: a pathLen 0 CA above another is not looked at."""
+    answer, request, _needle = _path_case(pki, "pathLen 0 above another CA")
+    certs.check_issued(answer, pki["host_key"], request, None)
+    answer, request, _needle = _path_case(pki, "clientAuth leaf asked as serverAuth")  # the side is still checked
+    with pytest.raises(InvalidAnswer, match="serverAuth"):
+        certs.check_issued(answer, pki["host_key"], request, None)
+
+
 def test_capped_ttl_keeps_its_sentence(pki):
     leaf = _leaf(pki["host_key"], pki["intermediate"], pki["int_key"], lifetime=2 * HOUR)
     with pytest.raises(CappedTtl) as info:
@@ -150,7 +243,7 @@ def test_a_chain_to_a_forged_root_of_the_same_name_is_refused(pki):
     certs.check_issued(answer, pki["host_key"], _request(), None)  # consistent in itself: passes unpinned ...
     with pytest.raises(InvalidAnswer) as info:  # ... but not against the pinned root
         certs.check_issued(answer, pki["host_key"], _request(), [pki["root"]])
-    assert "pinned trust anchor" in info.value.message
+    assert "does not form a valid path to the pinned trust anchor" in info.value.message, info.value.message
 
 
 def test_names_compare_case_insensitively_and_ips_normalised(pki):
