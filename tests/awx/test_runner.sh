@@ -70,7 +70,8 @@ if grep -q "minibus_site_client_role_id: minibus/csr" "$LAB_DIR/runner/env/extra
 
 if "$lab" run second; then
   s="$(stats second)"
-  if [[ "$s" =~ ^client.minibus.test=0\ server.minibus.test=0\ failures=0$ ]]; then ok "run 2: nothing changed ($s)"; else ko "run 2 not idempotent: $s"; fi
+  # localhost: site.yml's first play renews the broker token on the controller (changes nothing)
+  if [[ "$s" =~ ^client.minibus.test=0\ (localhost=0\ )?server.minibus.test=0\ failures=0$ ]]; then ok "run 2: nothing changed ($s)"; else ko "run 2 not idempotent: $s"; fi
 else
   ko "ansible-runner run 2"
 fi
