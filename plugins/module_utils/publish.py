@@ -340,6 +340,8 @@ def _root_directory(path, what, create=False):
     """path must be a real directory of root's that only root can write (else the account could swap entries)."""
     st = _lstat(path)
     if st is None and create:
+        # created only inside a parent no other account can write, so nobody can swap the new name
+        _root_directory(os.path.dirname(path.rstrip("/")) or "/", "the directory holding " + what)
         try:
             os.mkdir(path, 0o755)
         except OSError as exc:
