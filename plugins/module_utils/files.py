@@ -51,6 +51,8 @@ def _foreign_link(path):
 # file of its kind, far below what could hurt the reader.
 MAX_PEM_BYTES = 64 * 1024
 MAX_JSON_BYTES = 64 * 1024
+# A CA bundle (ca_cert, trust_anchor_path) may be a whole system bundle (Debian's: about 200 KiB).
+MAX_CA_BUNDLE_BYTES = 4 * 1024 * 1024
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -102,6 +104,16 @@ def read_bounded(path, max_bytes, what, missing_ok=False, dir_fd=None, shown=Non
                            % (what, shown, os.strerror(exc.errno)))
     finally:
         os.close(fd)
+
+
+def read_ca_bundle(path, option):
+    """The bytes of the CA bundle file an option names (ca_cert, trust_anchor_path), bounded like every read.
+
+    Links are resolved first (/etc/ssl/certs holds links), then the file itself goes through
+    read_bounded: a FIFO, a device such as /dev/zero, a directory or an oversized file is one sentence
+    naming the option and the file, never a hang. None when nothing is at path.
+    """
+    return read_bounded(os.path.realpath(path), MAX_CA_BUNDLE_BYTES, "%s file" % option, missing_ok=True, shown=path)
 
 
 def _too_large(what, path, max_bytes):

@@ -19,8 +19,8 @@ import pwd
 
 from . import _authenticator, _privdrop, certs, secret_store, vault
 from .errors import InvalidAnswer, InvalidInput, MinibusError, SecretIdRejected
-from .files import STORE_DIR, CertStore, exclusive_lock
-from .options import connection_warnings, validate_connection
+from .files import STORE_DIR, CertStore, exclusive_lock, read_ca_bundle
+from .options import FROM_ENV, check_ca_bundle, connection_warnings, validate_connection
 
 # Options of the certificate itself (the connection and authentication options come from options.py).
 CERTIFICATE_SPEC = dict(
@@ -86,6 +86,18 @@ def prepare(params, check_mode=False):
     if p.get("secret_id_store") and not p.get("approle_name"):
         raise InvalidInput("secret_id_store needs approle_name: the next secret id is minted for that AppRole role.")
     return p
+
+
+def load_trust_anchors(path):
+    """The pinned root CA certificate(s) from a PEM file on the host: (certificates, text), a bounded read."""
+    try:
+        data = read_ca_bundle(path, "trust_anchor_path")
+    except MinibusError as exc:
+        raise InvalidInput(exc.message)
+    if data is None:
+        raise InvalidInput("Could not read trust_anchor_path %s (no such file): it must be readable by the account "
+                           "that runs the issuance." % path)
+    return certs.parse_trust_anchors(data, path)
 
 
 def _mode(value, default):
@@ -181,8 +193,8 @@ def ensure_certificate(params, check_mode=False, now=None):
 
     Returns a result dict (never holding a secret); raises MinibusError with one sentence on failure.
     """
-    validate_connection(params)
     p = prepare(params, check_mode)
+    validate_connection(p, read_ca_cert=not _privdrop.needs_drop(p["uid"]))
     _authenticator.validate(p, required=False)
     if _privdrop.needs_drop(p["uid"]):
         # Root with another owner: all of the work, store and Vault alike, runs as that account.
@@ -220,11 +232,11 @@ def _ensure(p, check_mode, now):
             raise InvalidInput("The directory %s of cert_path does not exist: create it owned by %s (the "
                                "minibus_certs role does), since root leaves the store to its owner; nothing was "
                                "requested from Vault." % (cert_dir, p.get("owner")))
-    if p.get("ca_cert") and not os.access(p["ca_cert"], os.R_OK):
-        raise InvalidInput("ca_cert %s cannot be read by uid %d, which runs the issuance: make it readable (a CA "
-                           "certificate is public; mode 0644 in a directory others can enter); nothing was requested "
-                           "from Vault." % (p["ca_cert"], os.geteuid()))
-    p["trust_anchors"], p["trust_anchor_pem"] = ((certs.load_trust_anchors(p["trust_anchor_path"]))
+    if p.get("ca_cert") and p.get("validate_certs") is not False:
+        problem = check_ca_bundle(p["ca_cert"], _ca_cert_label(p))  # as the owner, bounded
+        if problem:
+            raise InvalidInput(problem)
+    p["trust_anchors"], p["trust_anchor_pem"] = ((load_trust_anchors(p["trust_anchor_path"]))
                                                  if p.get("trust_anchor_path") else (None, None))
     _store_of(p).check_writable()
     client = vault.client_from_options(p)
@@ -245,6 +257,11 @@ def _ensure(p, check_mode, now):
         client.close()
     result["warnings"] = connection_warnings(p) + result["warnings"]
     return result
+
+
+def _ca_cert_label(p):
+    variable = (p.get(FROM_ENV) or {}).get("ca_cert")
+    return "ca_cert (from %s)" % variable if variable else "ca_cert"
 
 
 def plan_result(decision, secret_problem):

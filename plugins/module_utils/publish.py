@@ -149,7 +149,10 @@ def _read_accounts_output(p, conf):
                  if p.get(name))
     state_path, _metrics_path = health.default_paths(p)
     ids = _account_ids(conf)
-    args = (paths, state_path, p.get("secret_id_store"))
+    anchor = p.get("trust_anchor_path")
+    # The trust anchor is read by root, bounded, unless the account owns the file or a directory on its way.
+    by_account = anchor if anchor and ids is not None and _owned_on_the_way(anchor, ids[0]) else None
+    args = (paths, state_path, p.get("secret_id_store"), by_account)
     if ids is not None and _privdrop.needs_drop(ids[0]):
         return _privdrop.run_as(ids[0], ids[1], _read_as_account, *args, deadline_seconds=_READ_DEADLINE_SECONDS,
                                 work="the read of the renewal account's files")
@@ -161,9 +164,29 @@ def _read_accounts_output(p, conf):
     return _read_as_account(*args)
 
 
-def _read_as_account(paths, state_path, secret_id_store):
+def _owned_on_the_way(path, uid):
+    """True when uid owns path, the file a link there leads to, or a directory on either way: then only uid
+    reads it (root would follow what the account chose)."""
+    for target in (os.path.abspath(path), os.path.realpath(path)):
+        while True:
+            st = _lstat(target)
+            if st is not None and st.st_uid == uid:
+                return True
+            parent = os.path.dirname(target)
+            if parent == target:
+                break
+            target = parent
+    return False
+
+
+def _read_as_account(paths, state_path, secret_id_store, trust_anchor_path=None):
     """Runs as the account: every file through files.read_bounded (no link, no FIFO, capped). No secret id
-    leaves: only the secret id store's state and expiry."""
+    leaves: only the secret id store's state and expiry. trust_anchor_path: a trust anchor file the account
+    owns, returned as text for root to check."""
+    anchor = None
+    if trust_anchor_path:
+        data = files.read_ca_bundle(trust_anchor_path, "trust_anchor_path")
+        anchor = _text(data, "trust_anchor_path file", trust_anchor_path)
     pem = {}
     for role, path in paths.items():
         # The public paths are the store's links into .minibus/<name>/current/: resolved here, as the account
@@ -184,7 +207,8 @@ def _read_as_account(paths, state_path, secret_id_store):
             record = {"state": secret_store.CONSUMED, "problem": "the secret id store is unreadable"}
         if record is not None:
             secret = dict((k, record[k]) for k in ("state", "expires_at", "problem") if k in record)
-    return {"pem": pem, "state": state, "state_problem": state_problem, "secret_id": secret}
+    return {"pem": pem, "state": state, "state_problem": state_problem, "secret_id": secret,
+            "trust_anchor_pem": anchor}
 
 
 def _text(data, what, path):
@@ -213,8 +237,11 @@ def _checked_set(seen, p, conf, now):
     else:
         raise _refusal("there is no CA chain at %s" % (p.get("chain_path") or p.get("fullchain_path")))
     try:
-        anchors, _text_of_anchors = certs.load_trust_anchors(p["trust_anchor_path"]) \
-            if p.get("trust_anchor_path") else (None, None)
+        anchors = None
+        if seen.get("trust_anchor_pem") is not None:
+            anchors = certs.parse_trust_anchors(seen["trust_anchor_pem"].encode("ascii"), p["trust_anchor_path"])[0]
+        elif p.get("trust_anchor_path"):
+            anchors = issuance.load_trust_anchors(p["trust_anchor_path"])[0]
     except MinibusError as exc:
         raise _refusal(_fragment(exc.message))
     cert, key, chain = certs.check_installed(pem["cert"], pem["key"], chain_pem, p, anchors, conf["key_usage"],
