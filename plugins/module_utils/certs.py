@@ -298,7 +298,7 @@ def needs_renewal(cert_pem, key_pem, request, now=None, renew_before=None, force
         return Decision(True, "the key is %s %s, not the requested %s %s"
                         % (current["key_type"], current["key_bits"], request["key_type"], wanted_bits), current)
     not_before = _utc(cert, "not_valid_before")
-    if not_before > now + datetime.timedelta(minutes=5):
+    if not_before > now + datetime.timedelta(seconds=CLOCK_SKEW_SECONDS):
         return Decision(True, "the certificate is not valid yet (clock skew?)", current)
     remaining = current["seconds_remaining"]
     if remaining <= 0:

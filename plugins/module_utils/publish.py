@@ -79,7 +79,7 @@ def settings(params):
 
 def published_store(directory):
     """The root-owned store rsyslog reads (cert.pem, key.pem, chain.pem, fullchain.pem in directory)."""
-    paths = dict((role, os.path.join(directory, name)) for role, name in PUBLISHED_FILES.items())
+    paths = dict((kind, os.path.join(directory, name)) for kind, name in PUBLISHED_FILES.items())
     return files.CertStore(paths["cert"], paths["key"], paths["chain"], fullchain_path=paths["fullchain"])
 
 
@@ -113,7 +113,7 @@ def publish(params, now=None, restart=None):
         described = certs.describe(cert, now)
         result.update(serial=described["serial"], not_after=described["not_after"])
         current = store.read()
-        if current != dict((role, text.encode("ascii")) for role, text in files_to_publish.items()) \
+        if current != dict((kind, text.encode("ascii")) for kind, text in files_to_publish.items()) \
                 or not store.links_in_place():
             store.install(files_to_publish, described["serial"], key_mode=0o600, public_mode=0o644, uid=0, gid=0)
             result["changed"] = True
@@ -144,7 +144,7 @@ def _account_ids(conf):
 
 def _read_accounts_output(p, conf):
     """The account's files as text, read as the account in a bounded child (root's own store: here)."""
-    paths = dict((role, p[name]) for role, name in (("cert", "cert_path"), ("key", "key_path"),
+    paths = dict((kind, p[name]) for kind, name in (("cert", "cert_path"), ("key", "key_path"),
                                                     ("chain", "chain_path"), ("fullchain", "fullchain_path"))
                  if p.get(name))
     state_path, _metrics_path = health.default_paths(p)
@@ -188,11 +188,11 @@ def _read_as_account(paths, state_path, secret_id_store, trust_anchor_path=None)
         data = files.read_ca_bundle(trust_anchor_path, "trust_anchor_path")
         anchor = _text(data, "trust_anchor_path file", trust_anchor_path)
     pem = {}
-    for role, path in paths.items():
+    for kind, path in paths.items():
         # The public paths are the store's links into .minibus/<name>/current/: resolved here, as the account
         # (a link can only lead it to what it may read anyway); the file itself must be a regular file.
-        pem[role] = _text(files.read_bounded(os.path.realpath(path), files.MAX_PEM_BYTES, _WHAT[role],
-                                             missing_ok=True, shown=path), _WHAT[role], path)
+        pem[kind] = _text(files.read_bounded(os.path.realpath(path), files.MAX_PEM_BYTES, _WHAT[kind],
+                                             missing_ok=True, shown=path), _WHAT[kind], path)
     # The state and the secret id store only feed the metrics: a bad one is shown there, never blocks rsyslog.
     # Both readers are bounded (files.read_bounded); read_state answers {} for anything unreadable.
     state_problem, secret = None, None
@@ -225,9 +225,9 @@ def _text(data, what, path):
 def _checked_set(seen, p, conf, now):
     """The canonical files to publish (parsed and re-encoded), or PublishRefused."""
     pem = seen["pem"]
-    for role in ("cert", "key"):
-        if not pem.get(role):
-            raise _refusal("there is no %s at %s" % (_WHAT[role], p["%s_path" % role]))
+    for kind in ("cert", "key"):
+        if not pem.get(kind):
+            raise _refusal("there is no %s at %s" % (_WHAT[kind], p["%s_path" % kind]))
     if pem.get("chain"):
         chain_pem = pem["chain"]
     elif pem.get("fullchain"):
@@ -355,12 +355,7 @@ def _try_restart_rsyslog():
 # --- small helpers ---------------------------------------------------------------------------------
 
 def _lstat(path):
-    try:
-        return os.lstat(path)
-    except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            return None
-        raise MinibusError("Could not inspect %s (%s); nothing was published." % (path, os.strerror(exc.errno)))
+    return files.lstat_or_none(path, "nothing was published")
 
 
 def _root_directory(path, what, create=False):
