@@ -43,7 +43,6 @@ def lstat_or_none(path, outcome="nothing was requested from Vault"):
                            % (path, os.strerror(exc.errno), outcome))
 
 
-
 def _foreign_link(path):
     return MinibusError("%s is a symbolic link the module did not make: remove it (and find out who planted it); "
                         "nothing was requested from Vault." % path)
