@@ -17,6 +17,11 @@ import grp
 import os
 import pwd
 
+try:
+    from collections.abc import Mapping
+except ImportError:  # pragma: no cover - Python 2
+    from collections import Mapping  # pylint: disable=deprecated-class
+
 from . import _authenticator, _privdrop, certs, secret_store, vault
 from .errors import InvalidAnswer, InvalidInput, MinibusError, SecretIdRejected
 from .files import STORE_DIR, CertStore, exclusive_lock, read_ca_bundle
@@ -50,11 +55,54 @@ CERTIFICATE_SPEC = dict(
 _DIFF_FIELDS = ("subject", "dns_names", "ip_addresses", "serial", "not_after", "key_type", "key_bits")
 
 
-def prepare(params, check_mode=False):
-    """Validate and normalise the certificate options before any network call. Returns a new dict.
+class Request(Mapping):
+    """One run's options, checked and normalised once by prepare(); never changed afterwards.
+
+    Read as a mapping (p["cert_path"], p.get("chain_path")) or by attribute (p.cert_path). What prepare()
+    adds: ttl_seconds, key_bits, subject, extended_key_usage, renew_before_seconds, key_mode, uid, gid,
+    drop_ids (uid and gid the work runs as after a privilege drop, or None) and, with connection=True,
+    validated_auth (the auth method of the given credentials, or None). A changed copy comes from
+    replace(): the dropped child's own (uid=-1, gid=-1, privileges_dropped=True), the loaded trust anchors.
+    """
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields):
+        object.__setattr__(self, "_fields", dict(fields))
+
+    def __getitem__(self, name):
+        return self._fields[name]
+
+    def __iter__(self):
+        return iter(self._fields)
+
+    def __len__(self):
+        return len(self._fields)
+
+    def __getattr__(self, name):
+        try:
+            return self._fields[name]
+        except KeyError:
+            raise AttributeError(name)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("a prepared Request is immutable: use replace(%s=...)" % name)
+
+    def __repr__(self):  # never the values: they may hold a secret id or token
+        return "Request(%s)" % ", ".join(sorted(self._fields))
+
+    def replace(self, **changes):
+        """A copy with changes applied."""
+        return Request(dict(self._fields, **changes))
+
+
+def prepare(params, check_mode=False, connection=False):
+    """Validate and normalise the certificate options before any network call. Returns a Request.
 
     In check mode an owner or group that does not exist yet is tolerated: the same run would create
     it (the role creates the renewal account before the certificate), and nothing is written anyway.
+    connection=True also checks the connection options (options.validate_connection; the CA bundle only
+    when no privilege drop follows: the dropped child reads it) and the credentials, once.
     """
     p = dict(params)
     if not p.get("common_name") or not str(p["common_name"]).strip():
@@ -85,7 +133,21 @@ def prepare(params, check_mode=False):
         p["uid"], p["gid"] = -1, -1
     if p.get("secret_id_store") and not p.get("approle_name"):
         raise InvalidInput("secret_id_store needs approle_name: the next secret id is minted for that AppRole role.")
-    return p
+    p["drop_ids"] = None
+    if _privdrop.needs_drop(p["uid"]):
+        # Root with another owner: the work runs as that account, in its primary group unless group is set.
+        p["drop_ids"] = (p["uid"], p["gid"] if p["gid"] != -1 else _primary_gid(p["uid"], p.get("owner")))
+    if connection:
+        validate_connection(p, read_ca_cert=p["drop_ids"] is None)
+        p["validated_auth"] = _authenticator.validate(p, required=False)
+    return Request(p)
+
+
+def _primary_gid(uid, owner):
+    try:
+        return pwd.getpwuid(uid).pw_gid
+    except KeyError:
+        raise InvalidInput("owner %s has no account on this host to take a group from: set group too." % owner)
 
 
 def load_trust_anchors(path):
@@ -115,10 +177,7 @@ def owner_ids(owner, group=None):
     """uid and gid to work as for owner (name or number) and group (unset: the owner's primary group)."""
     uid, gid = _ids(owner, group)
     if gid == -1 and uid != -1:
-        try:
-            gid = pwd.getpwuid(uid).pw_gid
-        except KeyError:
-            raise InvalidInput("owner %s has no account on this host to take a group from: set group too." % owner)
+        gid = _primary_gid(uid, owner)
     return uid, gid
 
 
@@ -193,21 +252,13 @@ def ensure_certificate(params, check_mode=False, now=None):
 
     Returns a result dict (never holding a secret); raises MinibusError with one sentence on failure.
     """
-    p = prepare(params, check_mode)
-    validate_connection(p, read_ca_cert=not _privdrop.needs_drop(p["uid"]))
-    _authenticator.validate(p, required=False)
-    if _privdrop.needs_drop(p["uid"]):
+    p = prepare(params, check_mode, connection=True)
+    if p.drop_ids is not None:
         # Root with another owner: all of the work, store and Vault alike, runs as that account.
-        gid = p["gid"]
-        if gid == -1:
-            try:
-                gid = pwd.getpwuid(p["uid"]).pw_gid
-            except KeyError:
-                raise InvalidInput("owner %s has no account on this host to take a group from: set group too."
-                                   % p.get("owner"))
         if not check_mode:
             vault.preload()
-        result = _privdrop.run_as(p["uid"], gid, _ensure, dict(p, uid=-1, gid=-1, privileges_dropped=True),
+        uid, gid = p.drop_ids
+        result = _privdrop.run_as(uid, gid, _ensure, p.replace(uid=-1, gid=-1, drop_ids=None, privileges_dropped=True),
                                   check_mode, now, deadline_seconds=issuance_deadline(p, check_mode),
                                   work="the check-mode plan" if check_mode else "the issuance")
         result["privileges_dropped"] = True
@@ -216,7 +267,7 @@ def ensure_certificate(params, check_mode=False, now=None):
 
 
 def _ensure(p, check_mode, now):
-    auth_method = _authenticator.validate(p, required=False)
+    auth_method = p.validated_auth
     decision, secret_problem = plan(p, now)
     result = _result(decision, secret_problem)
     if not result["changed"]:
@@ -236,8 +287,8 @@ def _ensure(p, check_mode, now):
         problem = check_ca_bundle(p["ca_cert"], _ca_cert_label(p))  # as the owner, bounded
         if problem:
             raise InvalidInput(problem)
-    p["trust_anchors"], p["trust_anchor_pem"] = ((load_trust_anchors(p["trust_anchor_path"]))
-                                                 if p.get("trust_anchor_path") else (None, None))
+    anchors, anchor_pem = load_trust_anchors(p["trust_anchor_path"]) if p.get("trust_anchor_path") else (None, None)
+    p = p.replace(trust_anchors=anchors, trust_anchor_pem=anchor_pem)
     _store_of(p).check_writable()
     client = vault.client_from_options(p)
     lock_path = os.path.join(os.path.dirname(os.path.abspath(p["cert_path"])), STORE_DIR, ".lock")
