@@ -80,6 +80,8 @@ class Request(Mapping):
         return len(self._fields)
 
     def __getattr__(self, name):
+        if name == "_fields":  # not initialised (copy, pickle): no recursion
+            raise AttributeError(name)
         try:
             return self._fields[name]
         except KeyError:
@@ -90,6 +92,9 @@ class Request(Mapping):
 
     def __repr__(self):  # never the values: they may hold a secret id or token
         return "Request(%s)" % ", ".join(sorted(self._fields))
+
+    def __reduce__(self):  # copy and pickle rebuild it through __init__
+        return (Request, (self._fields,))
 
     def replace(self, **changes):
         """A copy with changes applied."""

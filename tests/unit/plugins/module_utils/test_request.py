@@ -51,3 +51,9 @@ def test_the_credentials_are_validated_once_per_run(tmp_path, monkeypatch):
     result = issuance.ensure_certificate(_params(tmp_path), check_mode=True)
     assert result["changed"] is True  # no certificate yet
     assert calls == [False]
+
+
+def test_a_request_copies_without_recursion(tmp_path):
+    import copy  # pylint: disable=import-outside-toplevel
+    p = issuance.prepare(_params(tmp_path))
+    assert dict(copy.copy(p)) == dict(p)
