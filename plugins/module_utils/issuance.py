@@ -17,10 +17,7 @@ import grp
 import os
 import pwd
 
-try:
-    from collections.abc import Mapping
-except ImportError:  # pragma: no cover - Python 2
-    from collections import Mapping  # pylint: disable=deprecated-class
+from collections.abc import Mapping
 
 from . import _authenticator, _privdrop, certs, secret_store, vault
 from .errors import InvalidAnswer, InvalidInput, MinibusError, SecretIdRejected
