@@ -85,7 +85,8 @@ def run_as(uid, gid, func, *args, **kwargs):
     The child sets resource limits before it drops privileges, so the account cannot raise them.
 
     The callers import every module they need before calling this: the child may not be able to read
-    the files Python was started from (Ansible's AnsiballZ payload lives in root's 0700 temp dir).
+    the files Python was started from (Ansible's AnsiballZ payload lives in root's 0700 temp dir). Only
+    when an import fails anyway does the child say that the account cannot read the Python.
     """
     deadline_seconds = kwargs.pop("deadline_seconds", None) or DEFAULT_DEADLINE_SECONDS
     work = kwargs.pop("work", None) or "the issuance"
@@ -106,8 +107,11 @@ def run_as(uid, gid, func, *args, **kwargs):
                 limit_resources(deadline_seconds)
                 drop_to(uid, gid)
                 _harden_after_drop()
-                check_readable_interpreter(account, interpreter_dirs)
                 reply = {"result": func(*args, **kwargs)}
+            except ImportError as exc:  # ModuleNotFoundError too: a module not imported before the fork
+                closed = closed_interpreter_dir(interpreter_dirs)
+                reply = ({"error": unreadable_interpreter_sentence(account, closed, exc), "type": "MinibusError"}
+                         if closed else {"unexpected": type(exc).__name__})
             except MinibusError as exc:
                 reply = {"error": exc.message, "type": type(exc).__name__, "status": exc.status,
                          "not_processed": exc.not_processed}
@@ -198,12 +202,9 @@ def _interpreter_dirs():
     return seen
 
 
-def check_readable_interpreter(account, directories):
-    """Run as the account: one sentence when it cannot enter a directory Python or a library is read from.
-
-    Everything known to be imported lazily is imported before the fork; this catches the rest (an error
-    path's import, a library's data file) before any work starts, instead of a ModuleNotFoundError mid-way.
-    """
+def closed_interpreter_dir(directories):
+    """Run as the account: (directory, the first directory on its way closed to it) for the first directory
+    Python or a library is read from that the account cannot enter, else None."""
     for directory in directories:
         if os.access(directory, os.R_OK | os.X_OK):
             continue
@@ -214,10 +215,22 @@ def check_readable_interpreter(account, directories):
             if not os.access(path, os.X_OK):
                 closed = path
                 break
-        raise MinibusError("The renewal account %s cannot read the Python interpreter's directory %s (%s is closed "
-                           "to it): install Python and the collection's libraries where it can (the system's python3 "
-                           "with python3-hvac, or a venv below a directory it can enter), or let it enter %s; "
-                           "nothing was done." % (account, directory, closed, closed))
+        return directory, closed
+    return None
+
+
+def unreadable_interpreter_sentence(account, closed, exc):
+    """The one sentence for a child that failed to import because the account cannot read the Python.
+
+    Asked only after an import failed: everything the work needs is imported before the fork, so a venv
+    below a 0700 directory (root's home, a mktemp -d) works as long as nothing more is imported.
+    """
+    directory, door = closed
+    name = getattr(exc, "name", None) or "a module"
+    return ("The renewal account %s cannot read the Python interpreter's directory %s (%s is closed to it), and the "
+            "work needed %s from there: install Python and the collection's libraries where it can (the system's "
+            "python3 with python3-hvac, or a venv below a directory it can enter), or let it enter %s; the "
+            "certificate files are the old set or the new one, never a mix." % (account, directory, door, name, door))
 
 
 def _reap(pid, deadline, kill_now=False):

@@ -298,7 +298,7 @@ def needs_renewal(cert_pem, key_pem, request, now=None, renew_before=None, force
         return Decision(True, "the key is %s %s, not the requested %s %s"
                         % (current["key_type"], current["key_bits"], request["key_type"], wanted_bits), current)
     not_before = _utc(cert, "not_valid_before")
-    if not_before > now + datetime.timedelta(minutes=5):
+    if not_before > now + datetime.timedelta(seconds=CLOCK_SKEW_SECONDS):
         return Decision(True, "the certificate is not valid yet (clock skew?)", current)
     remaining = current["seconds_remaining"]
     if remaining <= 0:
@@ -354,14 +354,12 @@ def pem_certificates(text, what, refuse):
     return _ascii_pem_list(text, what, refuse)
 
 
-def load_trust_anchors(path):
-    """The pinned root CA certificate(s) from a PEM file on the host."""
+def parse_trust_anchors(data, path):
+    """The pinned root CA certificate(s) of a trust anchor file's bytes: (certificates, text).
+
+    path only names the file in the sentences; issuance.load_trust_anchors reads it (bounded)."""
     try:
-        with open(path, "r") as handle:
-            text = handle.read()
-    except (IOError, OSError) as exc:
-        raise InvalidInput("Could not read trust_anchor_path %s (%s): it must be readable by the account that "
-                           "runs the issuance." % (path, exc.strerror))
+        text = data.decode("ascii")
     except UnicodeError:
         raise InvalidInput("trust_anchor_path %s is not ASCII PEM text: give the root CA certificate(s) in PEM."
                            % path)

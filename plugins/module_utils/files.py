@@ -28,18 +28,19 @@ from .errors import MinibusError
 STORE_DIR = ".minibus"
 _VERSION_PREFIX = "v-"
 
-# role of a file in the store -> file name inside a version directory
+# kind of a file in the store -> file name inside a version directory
 FILE_NAMES = {"cert": "cert.pem", "key": "key.pem", "chain": "chain.pem", "ca": "ca.pem", "fullchain": "fullchain.pem"}
 
 
-def _lstat(path):
+def lstat_or_none(path, outcome="nothing was requested from Vault"):
+    """os.lstat(path), None when nothing is there; else one sentence ending in outcome (what was not done)."""
     try:
         return os.lstat(path)
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             return None
-        raise MinibusError("Could not inspect %s (%s): run as a user that can; nothing was requested from Vault."
-                           % (path, os.strerror(exc.errno)))
+        raise MinibusError("Could not inspect %s (%s): run as a user that can; %s."
+                           % (path, os.strerror(exc.errno), outcome))
 
 
 def _foreign_link(path):
@@ -51,10 +52,12 @@ def _foreign_link(path):
 # file of its kind, far below what could hurt the reader.
 MAX_PEM_BYTES = 64 * 1024
 MAX_JSON_BYTES = 64 * 1024
+# A CA bundle (ca_cert, trust_anchor_path) may be a whole system bundle (Debian's: about 200 KiB).
+MAX_CA_BUNDLE_BYTES = 4 * 1024 * 1024
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-# What the sentences call each role's file.
+# What the sentences call each kind of file.
 _WHAT = {"cert": "certificate", "key": "private key", "chain": "CA chain", "ca": "CA certificate",
          "fullchain": "full chain"}
 
@@ -102,6 +105,16 @@ def read_bounded(path, max_bytes, what, missing_ok=False, dir_fd=None, shown=Non
                            % (what, shown, os.strerror(exc.errno)))
     finally:
         os.close(fd)
+
+
+def read_ca_bundle(path, option):
+    """The bytes of the CA bundle file an option names (ca_cert, trust_anchor_path), bounded like every read.
+
+    Links are resolved first (/etc/ssl/certs holds links), then the file itself goes through
+    read_bounded: a FIFO, a device such as /dev/zero, a directory or an oversized file is one sentence
+    naming the option and the file, never a hang. None when nothing is at path.
+    """
+    return read_bounded(os.path.realpath(path), MAX_CA_BUNDLE_BYTES, "%s file" % option, missing_ok=True, shown=path)
 
 
 def _too_large(what, path, max_bytes):
@@ -198,7 +211,7 @@ class CertStore:
         store_dir = os.path.dirname(self.base)
         cert_dir = os.path.dirname(store_dir)
         for path in (store_dir, self.base):
-            st = _lstat(path)
+            st = lstat_or_none(path)
             if st is None:
                 continue
             if stat.S_ISLNK(st.st_mode):
@@ -206,20 +219,20 @@ class CertStore:
             if not stat.S_ISDIR(st.st_mode):
                 raise MinibusError("%s is not a directory the module made: remove it; nothing was requested from "
                                    "Vault." % path)
-        st = _lstat(self.current)
+        st = lstat_or_none(self.current)
         if st is not None:
             target = os.readlink(self.current) if stat.S_ISLNK(st.st_mode) else ""
             if not target.startswith(_VERSION_PREFIX) or "/" in target:
                 raise _foreign_link(self.current) if target else MinibusError(
                     "%s is not the symbolic link the module makes: remove it; nothing was requested from Vault."
                     % self.current)
-            version = _lstat(os.path.join(self.base, target))
+            version = lstat_or_none(os.path.join(self.base, target))
             if version is not None and stat.S_ISLNK(version.st_mode):
                 raise _foreign_link(os.path.join(self.base, target))
         if owner_uid is None:
             return
         for path in (cert_dir, store_dir, self.base):
-            st = _lstat(path)
+            st = lstat_or_none(path)
             if st is None:
                 continue
             followed = os.stat(path)
@@ -237,21 +250,21 @@ class CertStore:
         regular file is read as it is (a store not yet migrated); each file through read_bounded.
         """
         content = {}
-        for role, path in self.paths.items():
-            st = _lstat(path)
+        for kind, path in self.paths.items():
+            st = lstat_or_none(path)
             if st is None:
-                content[role] = None
+                content[kind] = None
             elif stat.S_ISLNK(st.st_mode):
-                if _readlink_or_none(path) != self._link_target(role):
+                if _readlink_or_none(path) != self._link_target(kind):
                     raise MinibusError("The %s %s is a symbolic link the module did not make: remove it (and find "
-                                       "out who planted it); nothing was read from it." % (_WHAT[role], path))
-                content[role] = self._read_current(role)
+                                       "out who planted it); nothing was read from it." % (_WHAT[kind], path))
+                content[kind] = self._read_current(kind)
             else:
-                content[role] = read_bounded(path, MAX_PEM_BYTES, _WHAT[role], missing_ok=True)
+                content[kind] = read_bounded(path, MAX_PEM_BYTES, _WHAT[kind], missing_ok=True)
         return content
 
-    def _read_current(self, role):
-        """The role's file in the version ``current`` names, opened only through directories the store made."""
+    def _read_current(self, kind):
+        """The file of that kind in the version ``current`` names, opened only through directories the store made."""
         store_dir = os.path.dirname(self.base)
         fds = []
         try:
@@ -272,8 +285,8 @@ class CertStore:
                                        % self.base)
                 raise MinibusError("Could not read the certificate store %s (%s): run as a user that can read it."
                                    % (self.base, os.strerror(exc.errno)))
-            return read_bounded(FILE_NAMES[role], MAX_PEM_BYTES, _WHAT[role], missing_ok=True, dir_fd=fds[-1],
-                                shown=os.path.join(self.base, target, FILE_NAMES[role]))
+            return read_bounded(FILE_NAMES[kind], MAX_PEM_BYTES, _WHAT[kind], missing_ok=True, dir_fd=fds[-1],
+                                shown=os.path.join(self.base, target, FILE_NAMES[kind]))
         finally:
             for fd in fds:
                 os.close(fd)
@@ -293,10 +306,10 @@ class CertStore:
                 raise MinibusError("%s is a directory: give a file path; nothing was requested from Vault." % path)
 
     def install(self, files, serial, key_mode=0o600, public_mode=0o644, uid=-1, gid=-1):
-        """Write one issuance (dict role -> PEM text) as a new version and make it current atomically."""
+        """Write one issuance (dict kind -> PEM text) as a new version and make it current atomically."""
         # Encoded before anything exists on disk: a bad answer must leave no staging debris.
         try:
-            data = dict((role, files[role].encode("ascii")) for role in self.paths)
+            data = dict((kind, files[kind].encode("ascii")) for kind in self.paths)
         except (KeyError, UnicodeError, AttributeError):
             raise MinibusError("The files to install are incomplete or not ASCII PEM text; nothing was written.")
         self.check_entries()
@@ -311,15 +324,15 @@ class CertStore:
             created = True
             if uid != -1 or gid != -1:
                 os.chown(staging, uid, gid)
-            for role, path in self.paths.items():
-                target = os.path.join(staging, FILE_NAMES[role])
-                mode = key_mode if role == "key" else public_mode
+            for kind, path in self.paths.items():
+                target = os.path.join(staging, FILE_NAMES[kind])
+                mode = key_mode if kind == "key" else public_mode
                 fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
                 try:
                     os.fchmod(fd, mode)
                     if uid != -1 or gid != -1:
                         os.fchown(fd, uid, gid)
-                    os.write(fd, data[role])
+                    os.write(fd, data[kind])
                     os.fsync(fd)
                 finally:
                     os.close(fd)
@@ -346,7 +359,7 @@ class CertStore:
     def _makedirs(path, uid, gid, no_links=()):
         """mkdir -p; the directories in no_links (the store's own) must not be symlinks."""
         for own in no_links:
-            st = _lstat(own)
+            st = lstat_or_none(own)
             if st is not None and stat.S_ISLNK(st.st_mode):
                 raise _foreign_link(own)
         missing = []
@@ -373,10 +386,10 @@ class CertStore:
             raise
         _fsync_dir(os.path.dirname(link))
 
-    def _link_target(self, role):
+    def _link_target(self, kind):
         """Relative when the public path sits next to the store, absolute otherwise."""
-        path = os.path.abspath(self.paths[role])
-        inside = os.path.join(self.current, FILE_NAMES[role])
+        path = os.path.abspath(self.paths[kind])
+        inside = os.path.join(self.current, FILE_NAMES[kind])
         if os.path.dirname(path) == os.path.dirname(os.path.dirname(self.base)):
             return os.path.relpath(inside, os.path.dirname(path))
         return inside
@@ -384,9 +397,9 @@ class CertStore:
     def _link_public_paths(self):
         # The key is linked first: while a pre-existing regular-file set is migrated, a reader may
         # briefly see the new key with the old certificate, never a new certificate with an old key.
-        for role in sorted(self.paths, key=lambda r: 0 if r == "key" else 1):
-            path = os.path.abspath(self.paths[role])
-            target = self._link_target(role)
+        for kind in sorted(self.paths, key=lambda r: 0 if r == "key" else 1):
+            path = os.path.abspath(self.paths[kind])
+            target = self._link_target(kind)
             if os.path.islink(path) and os.readlink(path) == target:
                 continue
             try:

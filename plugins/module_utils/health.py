@@ -98,27 +98,18 @@ def _as_owner(params, func, now):
     params = dict(dict((k, o.get("default")) for k, o in issuance.CERTIFICATE_SPEC.items()), **dict(
         (k, v) for k, v in params.items() if v is not None))
     p = issuance.prepare(params, check_mode=True)
-    if _privdrop.needs_drop(p["uid"]):
-        gid = p["gid"]
-        if gid == -1:
-            gid = _primary_gid(p["uid"], params.get("owner"))
-        return _privdrop.run_as(p["uid"], gid, func, dict(params, owner=None, group=None), now,
+    if p.drop_ids is not None:
+        return _privdrop.run_as(p.drop_ids[0], p.drop_ids[1], func,
+                                p.replace(owner=None, group=None, uid=-1, gid=-1, drop_ids=None), now,
                                 deadline_seconds=_privdrop.DEFAULT_DEADLINE_SECONDS, work="the status check")
-    return func(params, now)
+    return func(p, now)
 
 
-def _primary_gid(uid, owner):
-    import pwd  # pylint: disable=import-outside-toplevel
-    try:
-        return pwd.getpwuid(uid).pw_gid
-    except KeyError:
-        raise MinibusError("owner %s has no account on this host to take a group from: set group too." % owner)
+def _collect(p, now):
+    """Everything the status and the local fact show, read by the store's owner (or root on root's store).
 
-
-def _collect(params, now):
-    """Everything the status and the local fact show, read by the store's owner (or root on root's store)."""
+    p: the prepared request (issuance.prepare)."""
     now = now or _utcnow()
-    p = issuance.prepare(params, check_mode=True)
     decision, secret_problem = issuance.plan(p, now)
     planned = issuance.plan_result(decision, secret_problem)
     record = None
@@ -371,10 +362,10 @@ def _ip_text(value):
         raise MinibusError("ip_sans entry %r is not an IP address." % (value,))
 
 
-def _fact_of(params, now):
-    """Run as the store's owner: the fact's content (no secret, no key material)."""
+def _fact_of(p, now):
+    """Run as the store's owner: the fact's content (no secret, no key material). p: the prepared request."""
     now = now or _utcnow()
-    seen = _collect(params, now)
+    seen = _collect(p, now)
     record = seen["status"]
     expires_at = seen["secret_id_expires_at"]
     uses_store = record["secret_id_state"] != "not used"

@@ -17,10 +17,12 @@ import grp
 import os
 import pwd
 
+from collections.abc import Mapping
+
 from . import _authenticator, _privdrop, certs, secret_store, vault
 from .errors import InvalidAnswer, InvalidInput, MinibusError, SecretIdRejected
-from .files import STORE_DIR, CertStore, exclusive_lock
-from .options import connection_warnings, validate_connection
+from .files import STORE_DIR, CertStore, exclusive_lock, read_ca_bundle
+from .options import FROM_ENV, check_ca_bundle, connection_warnings, validate_connection
 
 # Options of the certificate itself (the connection and authentication options come from options.py).
 CERTIFICATE_SPEC = dict(
@@ -50,11 +52,59 @@ CERTIFICATE_SPEC = dict(
 _DIFF_FIELDS = ("subject", "dns_names", "ip_addresses", "serial", "not_after", "key_type", "key_bits")
 
 
-def prepare(params, check_mode=False):
-    """Validate and normalise the certificate options before any network call. Returns a new dict.
+class Request(Mapping):
+    """One run's options, checked and normalised once by prepare(); never changed afterwards.
+
+    Read as a mapping (p["cert_path"], p.get("chain_path")) or by attribute (p.cert_path). What prepare()
+    adds: ttl_seconds, key_bits, subject, extended_key_usage, renew_before_seconds, key_mode, uid, gid,
+    drop_ids (uid and gid the work runs as after a privilege drop, or None) and, with connection=True,
+    validated_auth (the auth method of the given credentials, or None). A changed copy comes from
+    replace(): the dropped child's own (uid=-1, gid=-1, privileges_dropped=True), the loaded trust anchors.
+    """
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields):
+        object.__setattr__(self, "_fields", dict(fields))
+
+    def __getitem__(self, name):
+        return self._fields[name]
+
+    def __iter__(self):
+        return iter(self._fields)
+
+    def __len__(self):
+        return len(self._fields)
+
+    def __getattr__(self, name):
+        if name == "_fields":  # not initialised (copy, pickle): no recursion
+            raise AttributeError(name)
+        try:
+            return self._fields[name]
+        except KeyError:
+            raise AttributeError(name)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("a prepared Request is immutable: use replace(%s=...)" % name)
+
+    def __repr__(self):  # never the values: they may hold a secret id or token
+        return "Request(%s)" % ", ".join(sorted(self._fields))
+
+    def __reduce__(self):  # copy and pickle rebuild it through __init__
+        return (Request, (self._fields,))
+
+    def replace(self, **changes):
+        """A copy with changes applied."""
+        return Request(dict(self._fields, **changes))
+
+
+def prepare(params, check_mode=False, connection=False):
+    """Validate and normalise the certificate options before any network call. Returns a Request.
 
     In check mode an owner or group that does not exist yet is tolerated: the same run would create
     it (the role creates the renewal account before the certificate), and nothing is written anyway.
+    connection=True also checks the connection options (options.validate_connection; the CA bundle only
+    when no privilege drop follows: the dropped child reads it) and the credentials, once.
     """
     p = dict(params)
     if not p.get("common_name") or not str(p["common_name"]).strip():
@@ -85,7 +135,33 @@ def prepare(params, check_mode=False):
         p["uid"], p["gid"] = -1, -1
     if p.get("secret_id_store") and not p.get("approle_name"):
         raise InvalidInput("secret_id_store needs approle_name: the next secret id is minted for that AppRole role.")
-    return p
+    p["drop_ids"] = None
+    if _privdrop.needs_drop(p["uid"]):
+        # Root with another owner: the work runs as that account, in its primary group unless group is set.
+        p["drop_ids"] = (p["uid"], p["gid"] if p["gid"] != -1 else _primary_gid(p["uid"], p.get("owner")))
+    if connection:
+        validate_connection(p, read_ca_cert=p["drop_ids"] is None)
+        p["validated_auth"] = _authenticator.validate(p, required=False)
+    return Request(p)
+
+
+def _primary_gid(uid, owner):
+    try:
+        return pwd.getpwuid(uid).pw_gid
+    except KeyError:
+        raise InvalidInput("owner %s has no account on this host to take a group from: set group too." % owner)
+
+
+def load_trust_anchors(path):
+    """The pinned root CA certificate(s) from a PEM file on the host: (certificates, text), a bounded read."""
+    try:
+        data = read_ca_bundle(path, "trust_anchor_path")
+    except MinibusError as exc:
+        raise InvalidInput(exc.message)
+    if data is None:
+        raise InvalidInput("Could not read trust_anchor_path %s (no such file): it must be readable by the account "
+                           "that runs the issuance." % path)
+    return certs.parse_trust_anchors(data, path)
 
 
 def _mode(value, default):
@@ -103,10 +179,7 @@ def owner_ids(owner, group=None):
     """uid and gid to work as for owner (name or number) and group (unset: the owner's primary group)."""
     uid, gid = _ids(owner, group)
     if gid == -1 and uid != -1:
-        try:
-            gid = pwd.getpwuid(uid).pw_gid
-        except KeyError:
-            raise InvalidInput("owner %s has no account on this host to take a group from: set group too." % owner)
+        gid = _primary_gid(uid, owner)
     return uid, gid
 
 
@@ -181,21 +254,13 @@ def ensure_certificate(params, check_mode=False, now=None):
 
     Returns a result dict (never holding a secret); raises MinibusError with one sentence on failure.
     """
-    validate_connection(params)
-    p = prepare(params, check_mode)
-    _authenticator.validate(p, required=False)
-    if _privdrop.needs_drop(p["uid"]):
+    p = prepare(params, check_mode, connection=True)
+    if p.drop_ids is not None:
         # Root with another owner: all of the work, store and Vault alike, runs as that account.
-        gid = p["gid"]
-        if gid == -1:
-            try:
-                gid = pwd.getpwuid(p["uid"]).pw_gid
-            except KeyError:
-                raise InvalidInput("owner %s has no account on this host to take a group from: set group too."
-                                   % p.get("owner"))
         if not check_mode:
             vault.preload()
-        result = _privdrop.run_as(p["uid"], gid, _ensure, dict(p, uid=-1, gid=-1, privileges_dropped=True),
+        uid, gid = p.drop_ids
+        result = _privdrop.run_as(uid, gid, _ensure, p.replace(uid=-1, gid=-1, drop_ids=None, privileges_dropped=True),
                                   check_mode, now, deadline_seconds=issuance_deadline(p, check_mode),
                                   work="the check-mode plan" if check_mode else "the issuance")
         result["privileges_dropped"] = True
@@ -204,7 +269,7 @@ def ensure_certificate(params, check_mode=False, now=None):
 
 
 def _ensure(p, check_mode, now):
-    auth_method = _authenticator.validate(p, required=False)
+    auth_method = p.validated_auth
     decision, secret_problem = plan(p, now)
     result = _result(decision, secret_problem)
     if not result["changed"]:
@@ -220,12 +285,12 @@ def _ensure(p, check_mode, now):
             raise InvalidInput("The directory %s of cert_path does not exist: create it owned by %s (the "
                                "minibus_certs role does), since root leaves the store to its owner; nothing was "
                                "requested from Vault." % (cert_dir, p.get("owner")))
-    if p.get("ca_cert") and not os.access(p["ca_cert"], os.R_OK):
-        raise InvalidInput("ca_cert %s cannot be read by uid %d, which runs the issuance: make it readable (a CA "
-                           "certificate is public; mode 0644 in a directory others can enter); nothing was requested "
-                           "from Vault." % (p["ca_cert"], os.geteuid()))
-    p["trust_anchors"], p["trust_anchor_pem"] = ((certs.load_trust_anchors(p["trust_anchor_path"]))
-                                                 if p.get("trust_anchor_path") else (None, None))
+    if p.get("ca_cert") and p.get("validate_certs") is not False:
+        problem = check_ca_bundle(p["ca_cert"], _ca_cert_label(p))  # as the owner, bounded
+        if problem:
+            raise InvalidInput(problem)
+    anchors, anchor_pem = load_trust_anchors(p["trust_anchor_path"]) if p.get("trust_anchor_path") else (None, None)
+    p = p.replace(trust_anchors=anchors, trust_anchor_pem=anchor_pem)
     _store_of(p).check_writable()
     client = vault.client_from_options(p)
     lock_path = os.path.join(os.path.dirname(os.path.abspath(p["cert_path"])), STORE_DIR, ".lock")
@@ -245,6 +310,11 @@ def _ensure(p, check_mode, now):
         client.close()
     result["warnings"] = connection_warnings(p) + result["warnings"]
     return result
+
+
+def _ca_cert_label(p):
+    variable = (p.get(FROM_ENV) or {}).get("ca_cert")
+    return "ca_cert (from %s)" % variable if variable else "ca_cert"
 
 
 def plan_result(decision, secret_problem):

@@ -13,10 +13,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import os
 import ssl
 
-from .errors import InvalidInput
+from .errors import InvalidInput, MinibusError
+from .files import read_ca_bundle
 
 # Where resolve_env took an option from (option -> variable), so that a message can name the variable.
 FROM_ENV = "_from_env"
@@ -111,8 +113,12 @@ def _whole_number(params, name):
     params[name] = int(text)
 
 
-def validate_connection(params):
-    """Check connection options before any network call (coerces timeout/retries given as strings)."""
+def validate_connection(params, read_ca_cert=True):
+    """Check connection options before any network call (coerces timeout/retries given as strings).
+
+    read_ca_cert=False leaves the CA bundle to the caller: root about to drop to the store's owner does
+    not open a file that account may control; the dropped child checks it (issuance._ensure).
+    """
     addresses = addresses_of(params.get("url"))
     if not addresses:
         raise InvalidInput("No Vault address: set url, or VAULT_ADDR (or BAO_ADDR) in the environment.")
@@ -132,7 +138,7 @@ def validate_connection(params):
     _whole_number(params, "timeout")
     _whole_number(params, "retries")
     _whole_number(params, "total_timeout")
-    if params.get("ca_cert") and params.get("validate_certs") is not False:
+    if read_ca_cert and params.get("ca_cert") and params.get("validate_certs") is not False:
         problem = check_ca_bundle(params["ca_cert"], _option_label(params, "ca_cert"))
         if problem:
             raise InvalidInput(problem)
@@ -180,12 +186,13 @@ def check_ca_bundle(path, label="ca_cert"):
         return "%s %s does not exist: %s." % (label, path, fix)
     if os.path.isdir(path):
         return "%s %s is a directory, not a CA bundle file: %s." % (label, path, fix)
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(4 * 1024 * 1024)
-    except (IOError, OSError) as exc:
+    if not os.access(path, os.R_OK):
         return "%s %s cannot be read by uid %d (%s): make it readable (a CA certificate is public) or %s." % (
-            label, path, os.geteuid(), exc.strerror or type(exc).__name__, fix)
+            label, path, os.geteuid(), os.strerror(errno.EACCES), fix)
+    try:  # bounded: a FIFO or a link to /dev/zero at path is a sentence, never a hang
+        data = read_ca_bundle(path, label.split()[0]) or b""
+    except MinibusError as exc:
+        return exc.message
     if not data.strip():
         return "%s %s is empty: %s." % (label, path, fix)
     if b"-----BEGIN CERTIFICATE-----" not in data:

@@ -79,7 +79,7 @@ def settings(params):
 
 def published_store(directory):
     """The root-owned store rsyslog reads (cert.pem, key.pem, chain.pem, fullchain.pem in directory)."""
-    paths = dict((role, os.path.join(directory, name)) for role, name in PUBLISHED_FILES.items())
+    paths = dict((kind, os.path.join(directory, name)) for kind, name in PUBLISHED_FILES.items())
     return files.CertStore(paths["cert"], paths["key"], paths["chain"], fullchain_path=paths["fullchain"])
 
 
@@ -113,7 +113,7 @@ def publish(params, now=None, restart=None):
         described = certs.describe(cert, now)
         result.update(serial=described["serial"], not_after=described["not_after"])
         current = store.read()
-        if current != dict((role, text.encode("ascii")) for role, text in files_to_publish.items()) \
+        if current != dict((kind, text.encode("ascii")) for kind, text in files_to_publish.items()) \
                 or not store.links_in_place():
             store.install(files_to_publish, described["serial"], key_mode=0o600, public_mode=0o644, uid=0, gid=0)
             result["changed"] = True
@@ -144,12 +144,15 @@ def _account_ids(conf):
 
 def _read_accounts_output(p, conf):
     """The account's files as text, read as the account in a bounded child (root's own store: here)."""
-    paths = dict((role, p[name]) for role, name in (("cert", "cert_path"), ("key", "key_path"),
+    paths = dict((kind, p[name]) for kind, name in (("cert", "cert_path"), ("key", "key_path"),
                                                     ("chain", "chain_path"), ("fullchain", "fullchain_path"))
                  if p.get(name))
     state_path, _metrics_path = health.default_paths(p)
     ids = _account_ids(conf)
-    args = (paths, state_path, p.get("secret_id_store"))
+    anchor = p.get("trust_anchor_path")
+    # The trust anchor is read by root, bounded, unless the account owns the file or a directory on its way.
+    by_account = anchor if anchor and ids is not None and _owned_on_the_way(anchor, ids[0]) else None
+    args = (paths, state_path, p.get("secret_id_store"), by_account)
     if ids is not None and _privdrop.needs_drop(ids[0]):
         return _privdrop.run_as(ids[0], ids[1], _read_as_account, *args, deadline_seconds=_READ_DEADLINE_SECONDS,
                                 work="the read of the renewal account's files")
@@ -161,15 +164,35 @@ def _read_accounts_output(p, conf):
     return _read_as_account(*args)
 
 
-def _read_as_account(paths, state_path, secret_id_store):
+def _owned_on_the_way(path, uid):
+    """True when uid owns path, the file a link there leads to, or a directory on either way: then only uid
+    reads it (root would follow what the account chose)."""
+    for target in (os.path.abspath(path), os.path.realpath(path)):
+        while True:
+            st = _lstat(target)
+            if st is not None and st.st_uid == uid:
+                return True
+            parent = os.path.dirname(target)
+            if parent == target:
+                break
+            target = parent
+    return False
+
+
+def _read_as_account(paths, state_path, secret_id_store, trust_anchor_path=None):
     """Runs as the account: every file through files.read_bounded (no link, no FIFO, capped). No secret id
-    leaves: only the secret id store's state and expiry."""
+    leaves: only the secret id store's state and expiry. trust_anchor_path: a trust anchor file the account
+    owns, returned as text for root to check."""
+    anchor = None
+    if trust_anchor_path:
+        data = files.read_ca_bundle(trust_anchor_path, "trust_anchor_path")
+        anchor = _text(data, "trust_anchor_path file", trust_anchor_path)
     pem = {}
-    for role, path in paths.items():
+    for kind, path in paths.items():
         # The public paths are the store's links into .minibus/<name>/current/: resolved here, as the account
         # (a link can only lead it to what it may read anyway); the file itself must be a regular file.
-        pem[role] = _text(files.read_bounded(os.path.realpath(path), files.MAX_PEM_BYTES, _WHAT[role],
-                                             missing_ok=True, shown=path), _WHAT[role], path)
+        pem[kind] = _text(files.read_bounded(os.path.realpath(path), files.MAX_PEM_BYTES, _WHAT[kind],
+                                             missing_ok=True, shown=path), _WHAT[kind], path)
     # The state and the secret id store only feed the metrics: a bad one is shown there, never blocks rsyslog.
     # Both readers are bounded (files.read_bounded); read_state answers {} for anything unreadable.
     state_problem, secret = None, None
@@ -184,7 +207,8 @@ def _read_as_account(paths, state_path, secret_id_store):
             record = {"state": secret_store.CONSUMED, "problem": "the secret id store is unreadable"}
         if record is not None:
             secret = dict((k, record[k]) for k in ("state", "expires_at", "problem") if k in record)
-    return {"pem": pem, "state": state, "state_problem": state_problem, "secret_id": secret}
+    return {"pem": pem, "state": state, "state_problem": state_problem, "secret_id": secret,
+            "trust_anchor_pem": anchor}
 
 
 def _text(data, what, path):
@@ -201,9 +225,9 @@ def _text(data, what, path):
 def _checked_set(seen, p, conf, now):
     """The canonical files to publish (parsed and re-encoded), or PublishRefused."""
     pem = seen["pem"]
-    for role in ("cert", "key"):
-        if not pem.get(role):
-            raise _refusal("there is no %s at %s" % (_WHAT[role], p["%s_path" % role]))
+    for kind in ("cert", "key"):
+        if not pem.get(kind):
+            raise _refusal("there is no %s at %s" % (_WHAT[kind], p["%s_path" % kind]))
     if pem.get("chain"):
         chain_pem = pem["chain"]
     elif pem.get("fullchain"):
@@ -213,8 +237,11 @@ def _checked_set(seen, p, conf, now):
     else:
         raise _refusal("there is no CA chain at %s" % (p.get("chain_path") or p.get("fullchain_path")))
     try:
-        anchors, _text_of_anchors = certs.load_trust_anchors(p["trust_anchor_path"]) \
-            if p.get("trust_anchor_path") else (None, None)
+        anchors = None
+        if seen.get("trust_anchor_pem") is not None:
+            anchors = certs.parse_trust_anchors(seen["trust_anchor_pem"].encode("ascii"), p["trust_anchor_path"])[0]
+        elif p.get("trust_anchor_path"):
+            anchors = issuance.load_trust_anchors(p["trust_anchor_path"])[0]
     except MinibusError as exc:
         raise _refusal(_fragment(exc.message))
     cert, key, chain = certs.check_installed(pem["cert"], pem["key"], chain_pem, p, anchors, conf["key_usage"],
@@ -328,12 +355,7 @@ def _try_restart_rsyslog():
 # --- small helpers ---------------------------------------------------------------------------------
 
 def _lstat(path):
-    try:
-        return os.lstat(path)
-    except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            return None
-        raise MinibusError("Could not inspect %s (%s); nothing was published." % (path, os.strerror(exc.errno)))
+    return files.lstat_or_none(path, "nothing was published")
 
 
 def _root_directory(path, what, create=False):

@@ -211,7 +211,10 @@ def _record(params, error, result):
     try:
         issued = bool(result and result["issued"])
         health.record_attempt(state_path, error, issued, result and result.get("serial"))
-        health.write_metrics(metrics_path, _health(params), params["common_name"])
+        if not params.get("publish"):
+            # With a publish section (the role's config) root renders the metrics from the checked set
+            # (publish.py); the account's own textfile would only be a stale copy nobody reads.
+            health.write_metrics(metrics_path, _health(params), params["common_name"])
     except MinibusError as exc:
         _say(sys.stderr, "minibus-certs-renew: warning: could not record the run's health (%s)" % exc.message)
     except Exception as exc:  # never let monitoring break a renewal

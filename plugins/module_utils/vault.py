@@ -303,44 +303,69 @@ class VaultClient:
         passing while waiting for the answer, a dropped connection, a 500) may mean the secret id is
         already spent, and a blind retry would only hide that.
         """
+        headers = self._headers(token, wrap_ttl)
+        what = what or "%s %s" % (method, path)
+        attempt = 0
+        while True:
+            attempt += 1
+            served, result, failed, tried = self._try_each_address(method, path, headers, data, what, consumes_secret)
+            if served:
+                return result
+            error = self._last_word(failed, tried, what)
+            if not failed.repeat or attempt > self.retries:
+                raise error
+            self._back_off(error, attempt)
+
+    def _headers(self, token, wrap_ttl):
         headers = {}
         if token:
             headers["X-Vault-Token"] = token
             self.remember_secret(token)
         if wrap_ttl:
             headers["X-Vault-Wrap-TTL"] = str(wrap_ttl)
-        what = what or "%s %s" % (method, path)
-        attempt = 0
-        while True:
-            attempt += 1
-            failed, tried = None, []
-            for address in address_order(self.addresses, self._preferred):
-                try:
-                    result = self._request_at(address, method, path, headers, data, what)
-                except _Failed as exc:
-                    failed = exc
-                else:
-                    self._preferred = address
-                    return result
-                tried.append(address)
-                if consumes_secret and not failed.secret_safe:
-                    raise self._spent(failed.error)
-                if not failed.next_node:
-                    break
-            error = failed.error
-            if len(tried) > 1:
-                error = type(error)("None of the Vault addresses %s could serve %s; the last said: %s"
-                                    % (", ".join(tried), what, error.message), error.status, error.vault_errors)
-                error.not_processed = failed.error.not_processed
-            if not failed.repeat or attempt > self.retries:
-                raise error
-            pause = min(self.backoff * (2 ** (attempt - 1)), 5.0)
-            if self._remaining() <= pause:
-                used_up = type(error)(error.message.rstrip(".") + "; not retried: the run's total_timeout (%d s) is "
-                                      "used up." % self.budget, error.status, error.vault_errors)
-                used_up.not_processed = error.not_processed
-                raise used_up
-            time.sleep(pause)
+        return headers
+
+    def _try_each_address(self, method, path, headers, data, what, consumes_secret):
+        """One round over the addresses, preferred first: (True, answer, None, tried) or (False, None, _Failed, tried).
+
+        The round stops early when the failure says the next node would not do better, and raises when
+        a single-use secret may already be spent.
+        """
+        failed, tried = None, []
+        for address in address_order(self.addresses, self._preferred):
+            try:
+                result = self._request_at(address, method, path, headers, data, what)
+            except _Failed as exc:
+                failed = exc
+            else:
+                self._preferred = address
+                return True, result, None, tried
+            tried.append(address)
+            if consumes_secret and not failed.secret_safe:
+                raise self._spent(failed.error)
+            if not failed.next_node:
+                break
+        return False, None, failed, tried
+
+    @staticmethod
+    def _last_word(failed, tried, what):
+        """The round's error; after several addresses, one sentence naming them all."""
+        error = failed.error
+        if len(tried) > 1:
+            error = type(error)("None of the Vault addresses %s could serve %s; the last said: %s"
+                                % (", ".join(tried), what, error.message), error.status, error.vault_errors)
+            error.not_processed = failed.error.not_processed
+        return error
+
+    def _back_off(self, error, attempt):
+        """Sleep before the next round, or raise error when the run's total_timeout cannot cover the pause."""
+        pause = min(self.backoff * (2 ** (attempt - 1)), 5.0)
+        if self._remaining() <= pause:
+            used_up = type(error)(error.message.rstrip(".") + "; not retried: the run's total_timeout (%d s) is "
+                                  "used up." % self.budget, error.status, error.vault_errors)
+            used_up.not_processed = error.not_processed
+            raise used_up
+        time.sleep(pause)
 
     @staticmethod
     def _spent(error):

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from ansible_collections.minibus.pki.plugins.module_utils import certs
+from ansible_collections.minibus.pki.plugins.module_utils import certs, issuance
 from ansible_collections.minibus.pki.plugins.module_utils.errors import CappedTtl, InvalidAnswer, InvalidInput
 
 from pki_test_helpers import make_ca, make_leaf
@@ -254,7 +254,7 @@ def test_names_compare_case_insensitively_and_ips_normalised(pki):
 def test_trust_anchor_file(tmp_path, pki):
     good = tmp_path / "root.pem"
     good.write_text(_pem(pki["root"]))
-    anchors, text = certs.load_trust_anchors(str(good))
+    anchors, text = issuance.load_trust_anchors(str(good))
     assert len(anchors) == 1 and text == _pem(pki["root"])
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate")
@@ -262,7 +262,7 @@ def test_trust_anchor_file(tmp_path, pki):
              (str(tmp_path / "missing.pem"), "Could not read trust_anchor_path"))
     for path, needle in cases:
         with pytest.raises(InvalidInput) as info:
-            certs.load_trust_anchors(path)
+            issuance.load_trust_anchors(path)
         assert needle in info.value.message
 
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from ansible_collections.minibus.pki.plugins.module_utils import _privdrop, files
+from ansible_collections.minibus.pki.plugins.module_utils import _privdrop, files, issuance, options
 from ansible_collections.minibus.pki.plugins.module_utils.errors import MinibusError
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -190,3 +190,55 @@ def test_store_reads_refuse_planted_files(tmp_path):
     os.symlink("/dev/zero", str(tmp_path / "cert.pem"))
     with pytest.raises(MinibusError, match="certificate .*cert.pem is a symbolic link the module did not make"):
         store.read()
+
+
+# --- the CA bundle (ca_cert) and the trust anchor (trust_anchor_path): bounded like every other read --------
+
+def _no_hang(seconds=10):
+    """A hang becomes a failure: SIGALRM interrupts a blocking open (an open() of a FIFO waits for a writer)."""
+    def _alarm(_signum, _frame):
+        raise AssertionError("the read hung")
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(seconds)
+
+
+def _plant(tmp_path, kind):
+    path = tmp_path / "bundle.pem"
+    if kind == "fifo":
+        os.mkfifo(str(path))
+    else:
+        os.symlink("/dev/zero", str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero-link"])
+def test_a_trust_anchor_fifo_or_dev_zero_is_one_sentence_not_a_hang(tmp_path, kind):
+    path = _plant(tmp_path, kind)
+    _no_hang()
+    try:
+        with pytest.raises(MinibusError) as info:
+            issuance.load_trust_anchors(path)
+    finally:
+        signal.alarm(0)
+    message = info.value.message
+    assert "trust_anchor_path" in message and path in message and "not a regular file" in message, message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero-link"])
+def test_a_ca_cert_fifo_or_dev_zero_is_one_sentence_not_a_hang(tmp_path, kind):
+    path = _plant(tmp_path, kind)
+    _no_hang()
+    try:
+        problem = options.check_ca_bundle(path)
+    finally:
+        signal.alarm(0)
+    assert problem and "ca_cert" in problem and path in problem and "not a regular file" in problem, problem
+
+
+def test_a_linked_ca_bundle_is_still_read(tmp_path):
+    """/etc/ssl/certs holds links: a link to a regular file is followed to it (the file itself is bounded)."""
+    real = tmp_path / "real.pem"
+    real.write_bytes(b"-----BEGIN CERTIFICATE-----\n")
+    os.symlink(str(real), str(tmp_path / "link.pem"))
+    assert files.read_ca_bundle(str(tmp_path / "link.pem"), "ca_cert") == b"-----BEGIN CERTIFICATE-----\n"

@@ -224,3 +224,14 @@ def test_root_without_owner_refuses_a_directory_another_account_owns(tmp_path, c
     assert code == (2 if "--check" in args else 1) and out == ""
     assert err.count("\n") == 1 and "sudo -u" in err and "or set owner in" in err and str(state) in err, err
     assert os.path.islink(str(state / "renewer-state.json"))  # nothing was done
+
+
+def test_with_a_publish_section_the_account_writes_no_textfile_of_its_own(tmp_path, capsys):
+    """Root renders the metrics from the checked set (publish.py): the account's copy would be read by nobody."""
+    config = dict(_base_config(tmp_path), publish={"dir": "/nonexistent/published", "key_usage": "clientAuth"})
+    config_path = _write(tmp_path, config)
+    _install_cert(config, hours_left=20)
+    assert renewer.main(["--config", config_path], environ={}) == 0
+    capsys.readouterr()
+    assert (tmp_path / "tls" / "renewer-state.json").exists()  # the run is still recorded
+    assert not (tmp_path / "tls" / "minibus_certs.prom").exists()
