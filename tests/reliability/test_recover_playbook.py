@@ -10,8 +10,9 @@ and certificate (a short ttl) both expired, as on a host that was offline longer
 TTL. The scheduled run gathers only the local fact, sends the stale host into the usual site plays
 and leaves the healthy one alone: no role task, no file changed, and not one Vault request (OpenBao's
 audit log). The stale host's role run is made to stop at its preflight (an empty common name), before
-any change on this machine: what is proven here is that it is selected; the role's recovery of such a
-host (a new wrapped secret id from the broker) is the role's own re-bootstrap path.
+any change on this machine (no systemd or rsyslog of its own here): what is proven here is that it is
+selected; its renewer alone cannot recover it; after the broker's wrapped secret id (the role's
+certificate step, done here by the core as the module does) the next scheduled run leaves both alone.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -28,7 +29,7 @@ import pytest
 import yaml
 
 from conftest import (APPROLE_NAME, BIN_DIR, COLLECTIONS_DIR, MODULE_UTILS, REPO_ROOT, bootstrap_host, clean_env,
-                      store_record, tree_digest, write_renewer_config)
+                      run_renewer, store_record, tree_digest, write_renewer_config)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the local fact runs as root (as at fact gathering)")
 
@@ -118,6 +119,21 @@ def test_the_scheduled_run_selects_the_stale_host_and_costs_the_healthy_one_noth
     assert stats["stale"]["failures"] == 1 and "common name" in out.stdout.lower(), out.stdout[-3000:]
     assert tree_digest(dirs["healthy"]) == healthy_before
     assert _requests(vault) == requests_before, "the scheduled run sent Vault requests"
+
+    # the renewer alone cannot bring it back: it says the host needs a new secret id
+    renewer = run_renewer(os.path.join(dirs["stale"], "renewer.json"))
+    assert renewer.returncode != 0 and "secret id" in (renewer.stdout + renewer.stderr), renewer
+    # what the role's certificate step does for it (a wrapped secret id from the broker, the module's flow)
+    bootstrap_host(vault, dirs["stale"], common_name="stale.minibus.test", alt_names=[])
+    write_renewer_config(vault, dirs["stale"], common_name="stale.minibus.test", alt_names=[])  # the usual ttl
+    assert store_record(dirs["stale"])["state"] == "ready"
+    # and the next scheduled run finds both healthy: no role run, not one Vault request
+    requests_before = _requests(vault)
+    report, out = _recover(tmp_path, facts)
+    assert out.returncode == 0, out.stdout[-3000:]
+    plays = _hosts_per_play(report)
+    assert not plays.get("Certificates and TLS forwarding for the rsyslog clients"), plays
+    assert _requests(vault) == requests_before
 
 
 def test_a_run_where_every_host_is_healthy_costs_no_vault_request_and_runs_no_role(vault, hosts, tmp_path):
