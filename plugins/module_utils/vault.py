@@ -55,6 +55,8 @@ MAX_ANSWER_BYTES = 1024 * 1024
 # Answers of a node that cannot serve (sealed, a standby, not the active node): the next address may.
 _NOT_ACTIVE = ("not the active node", "local node not active", "node is not active", "standby")
 _PERF_STANDBY_STATUS = 473
+# Asks a standby to answer itself (a redirect to the active node, or 503) instead of forwarding the request.
+_NO_FORWARDING = "X-Vault-No-Request-Forwarding"
 
 # The in-flight request's watch, per thread: the connection classes below register their sockets there.
 _CURRENT = threading.local()
@@ -205,7 +207,6 @@ class _Failed(Exception):
         self.secret_safe = secret_safe
         self.next_node = next_node
         self.repeat = repeat
-        # 502/504 are repeated (the old rule) but a proxy may have passed the request on: not "not processed".
         error.not_processed = secret_safe and (next_node or error.status is None)
 
 
@@ -299,11 +300,17 @@ class VaultClient:
         consumes_secret marks a request that uses up something single-use (an AppRole login with a
         secret id, an unwrap). Such a request is retried, or sent to another address, only when Vault
         cannot have acted on it: the connection was never made, the TLS handshake failed, Vault answered
-        429, is sealed, is a standby that does not serve, or redirected. Anything else (the deadline
-        passing while waiting for the answer, a dropped connection, a 500) may mean the secret id is
+        429, is sealed, is a standby that does not serve, or (asked not to forward, which such a request to
+        several addresses is) redirected. Anything else (the deadline passing while waiting for the answer, a
+        dropped connection, a 500, 502 or 504, a standby's redirect after forwarding) may mean the secret id is
         already spent, and a blind retry would only hide that.
         """
         headers = self._headers(token, wrap_ttl)
+        if consumes_secret and len(self.addresses) > 1:
+            # A standby that forwards to the active node answers with a redirect when the forwarding fails, even
+            # after the active node applied the request; unforwarded, a standby's answer proves nothing was done,
+            # and the next address (the active node) is asked directly.
+            headers[_NO_FORWARDING] = "true"
         what = what or "%s %s" % (method, path)
         attempt = 0
         while True:
@@ -451,10 +458,12 @@ class VaultClient:
 
     def _decode(self, address, response, body, path, what):
         status = response.status_code
+        unforwarded = bool(getattr(getattr(response, "request", None), "headers", {}).get(_NO_FORWARDING))
         if 300 <= status < 400:
-            # Never followed: the body and the token would go wherever Location says, http:// included.
+            # Never followed: the body and the token would go wherever Location says, http:// included. A
+            # forwarding standby also redirects when its forwarding failed, perhaps after the active node acted.
             raise _Failed(MinibusError(self.scrub(redirect_sentence(address, response.headers.get("Location"))),
-                                       status), secret_safe=True, next_node=True, repeat=False)
+                                       status), secret_safe=unforwarded, next_node=True, repeat=False)
         if status < 400:
             if status == 204 or not body:
                 return None
@@ -468,11 +477,14 @@ class VaultClient:
         error = self._error_for(status, errors, path, what, address)
         lowered = " ".join(errors).lower()
         if status in (429, 503, _PERF_STANDBY_STATUS):
-            raise _Failed(error, secret_safe=True, next_node=True)
+            # (a standby's "no active Vault instance found" also follows a failed forwarding)
+            after_forwarding = status == 503 and "no active" in lowered and not unforwarded
+            raise _Failed(error, secret_safe=not after_forwarding, next_node=True)
         if status >= 500 and any(marker in lowered for marker in _NOT_ACTIVE):
             raise _Failed(error, secret_safe=True, next_node=True)
         if status >= 500:
-            raise _Failed(error, secret_safe=status not in (500, 501))
+            # 500/501: Vault may have acted; 502/504: a proxy may have passed the request on.
+            raise _Failed(error, secret_safe=status not in (500, 501, 502, 504))
         raise error
 
     def _read_capped(self, response, what, address=None):

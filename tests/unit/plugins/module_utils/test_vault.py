@@ -135,11 +135,13 @@ class _Script:
         self.answers = list(answers)
         self.final = final
         self.hits = 0
+        self.headers = []
         self.lock = threading.Lock()
 
-    def next(self):
+    def next(self, headers=None):
         with self.lock:
             self.hits += 1
+            self.headers.append(dict(headers or {}))
             return self.answers.pop(0) if self.answers else self.final
 
 
@@ -155,7 +157,7 @@ def server():
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
                     self.rfile.read(length)
-                status, body = script.next()
+                status, body = script.next(self.headers)
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -394,6 +396,55 @@ def test_a_login_that_reached_a_node_is_never_sent_to_another(server):
         c.close()
     assert first.hits == 1 and second.hits == 0
     assert "not retried" in info.value.message and not info.value.not_processed
+
+
+def _header(script, name):
+    return [dict((k.lower(), v) for k, v in h.items()).get(name.lower()) for h in script.headers]
+
+
+def test_a_login_to_several_addresses_asks_standbys_not_to_forward_it(server):
+    first, second = _Script([], final=(307, {})), _Script([], final=(200, {}))
+    c = _client([server(first), server(second)], retries=0)
+    try:
+        c.request("POST", "auth/approle/login", consumes_secret=True)
+        c.request("GET", "sys/health")
+    finally:
+        c.close()
+    assert _header(first, "X-Vault-No-Request-Forwarding") == ["true"]
+    # only what spends a secret: everything else may be forwarded as usual
+    assert _header(second, "X-Vault-No-Request-Forwarding") == ["true", None]
+
+
+@pytest.mark.parametrize("answer", [(307, {}), (503, {"errors": ["no active Vault instance found"]})])
+def test_a_forwarding_standby_s_redirect_or_no_active_node_is_not_proof_the_login_was_not_applied(server, answer):
+    # one address: the standby forwards, and answers this way also when the forwarding failed after the active
+    # node applied the login
+    script = _Script([], final=answer)
+    c = _client(server(script), retries=3)
+    try:
+        with pytest.raises(MinibusError) as info:
+            c.request("POST", "auth/approle/login", consumes_secret=True, what="the AppRole login")
+    finally:
+        c.close()
+    assert script.hits == 1 and _header(script, "X-Vault-No-Request-Forwarding") == [None]
+    assert "may already be spent" in info.value.message and not info.value.not_processed
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_a_login_answered_502_or_504_is_never_repeated(server, status):
+    # a proxy in front of Vault may have passed the login on before it gave up
+    first, second = _Script([], final=(status, {"errors": ["bad gateway"]})), _Script([], final=(200, {}))
+    c = _client([server(first), server(second)], retries=3)
+    try:
+        with pytest.raises(VaultUnreachable) as info:
+            c.request("POST", "auth/approle/login", consumes_secret=True, what="the AppRole login")
+        assert first.hits == 1
+        with pytest.raises(VaultUnreachable):
+            c.request("GET", "sys/health")  # anything else is still repeated (retries=3)
+    finally:
+        c.close()
+    assert first.hits == 1 + 4 and second.hits == 0
+    assert "may already be spent" in info.value.message and not info.value.not_processed
 
 
 def test_when_no_address_serves_one_sentence_names_them(server):
