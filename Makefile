@@ -106,7 +106,7 @@ test-molecule: $(STAMP)
 	tools/molecule.sh
 
 # Crash safety (kill -9 at 50+ points), Vault outage/sealed, replay, secret leak scan, TLS bad inputs
-# (wrong CA, name mismatch, expired certificate): real OpenBao over HTTPS from tools/devbao.py.
+# (wrong CA, name mismatch, expired certificate): real OpenBao over HTTPS from labs/vault.py.
 test-reliability: $(STAMP)
 	python -m pytest -q tests/reliability
 
@@ -144,7 +144,7 @@ demo-clean:
 # P1-P6 (see bench/run_bench.py; P6 is the fleet soak, labs/soak.py, 60 minutes, root): timings as ratios measured in one run on this machine, written to
 # bench/results/bench-<date>.md. Targets are reported, never asserted.
 bench: $(STAMP)
-	python bench/run_bench.py
+	python -m bench.run_bench
 
 clean:
 	rm -rf build tests/output

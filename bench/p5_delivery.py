@@ -4,7 +4,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """P5 (make bench): delivery across forced renewals, and the TLS session bound with short-lived certificates.
 
-Both runs use the lab of tests/reliability/rsyslog_lab.py (also used by the rotation test): a real
+Both runs use the lab of labs/rsyslog.py and labs/senders.py (also used by the rotation test): a real
 OpenBao over HTTPS bootstrapped with playbooks/vault_bootstrap.yml (its own instance), a log server and
 two clients with real renewer configs, one real rsyslogd per host from the role's minibus-tls.conf.j2
 (RELP over TLS, the role's default), everything on loopback.
@@ -43,40 +43,26 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 
+from labs import rsyslog as rl
+from labs.senders import Sender, seqs
+from labs.vault import Vault, free_port
+
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
-RELIABILITY = os.path.join(REPO_ROOT, "tests", "reliability")
-
-
-def _lab():
-    """tests/reliability's conftest (Vault, renewer runner) and rsyslog_lab, imported from there
-    (bench/ has a conftest.py of its own: tests/reliability goes first on sys.path)."""
-    if RELIABILITY not in sys.path:
-        sys.path.insert(0, RELIABILITY)
-    cached = sys.modules.get("conftest")
-    if cached is not None and os.path.dirname(os.path.abspath(cached.__file__)) != RELIABILITY:
-        del sys.modules["conftest"]
-    import conftest  # noqa: E402  pylint: disable=import-outside-toplevel
-    import rsyslog_lab  # noqa: E402  pylint: disable=import-outside-toplevel
-    return conftest, rsyslog_lab
-
-
 # --------------------------------------------------------------------------------------------------
 # the lab: a Vault, a server and two clients
 # --------------------------------------------------------------------------------------------------
 
 class Lab(object):
     def __init__(self, log, first_ttl="1h", ttl="1h"):
-        self.conftest, self.rl = _lab()
         self.log = log
         self.work = tempfile.mkdtemp(prefix="minibus-p5-")
         os.makedirs(os.path.join(self.work, "bao"))
-        self.vault = self.conftest.Vault(os.path.join(self.work, "bao"))
+        self.vault = Vault(os.path.join(self.work, "bao"))
         self.first_ttl, self.ttl = first_ttl, ttl
         self.hosts = []
 
@@ -87,7 +73,6 @@ class Lab(object):
 
     def build(self, name):
         """Fresh host directories under work/name, bootstrapped, rsyslog configs rendered, rsyslogds started."""
-        rl = self.rl
         work = os.path.join(self.work, name)
         os.makedirs(work)
         root_path = os.path.join(self.vault.dir, "root-ca.pem")
@@ -96,8 +81,8 @@ class Lab(object):
         for host in hosts:
             shutil.copyfile(root_path, host.trust_anchor)
             host.bootstrap(self.vault)
-        self.port = self.conftest.free_port()
-        self.inject = dict((h.name, self.conftest.free_port()) for h in hosts[1:])
+        self.port = free_port()
+        self.inject = dict((h.name, free_port()) for h in hosts[1:])
         rl.render_rsyslog_confs([(h, rl.role_vars(h, self.port)) for h in hosts])
         for host in hosts:
             host.write_conf(self.inject.get(host.name))
@@ -111,14 +96,14 @@ class Lab(object):
             rl.wait_port(self.inject[client.name])
 
     def senders(self, rate):
-        senders = dict((c.name, self.rl.Sender(self.tags[c.name], self.inject[c.name], rate)) for c in self.clients)
+        senders = dict((c.name, Sender(self.inject[c.name], self.tags[c.name], rate)) for c in self.clients)
         for sender in senders.values():
             sender.start()
         return senders
 
     def restart(self, host):
         host.restart()
-        self.rl.wait_port(self.port if host is self.server else self.inject[host.name])
+        rl.wait_port(self.port if host is self.server else self.inject[host.name])
 
     def stop_hosts(self):
         for host in self.hosts:
@@ -136,7 +121,7 @@ class Lab(object):
 
 def _stop(senders):
     for sender in senders.values():
-        sender.stopping.set()
+        sender.halt.set()
     for sender in senders.values():
         sender.join(10)
 
@@ -148,7 +133,7 @@ def _drain(lab, seconds=120):
         missing = 0
         for client in lab.clients:
             tag = lab.tags[client.name]
-            missing += len(set(lab.rl.seqs(client.accepted_log, tag)) - set(lab.rl.seqs(lab.server.remote_log, tag)))
+            missing += len(set(seqs(client.accepted_log, tag)) - set(seqs(lab.server.remote_log, tag)))
         if missing == 0:
             return
         if missing != last:
@@ -205,8 +190,8 @@ def _count(lab, senders, t0, events, elapsed, cutoff=None):
     rows = []
     for client in lab.clients:
         tag, sender = lab.tags[client.name], senders[client.name]
-        accepted = set(lab.rl.seqs(client.accepted_log, tag))
-        written_list = lab.rl.seqs(lab.server.remote_log, tag)
+        accepted = set(seqs(client.accepted_log, tag))
+        written_list = seqs(lab.server.remote_log, tag)
         written = set(written_list)
         sent = set(range(sender.sent))
         after = set()

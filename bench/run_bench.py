@@ -36,7 +36,7 @@ playbooks/vault_bootstrap.yml, makes a broker token, and measures:
 
 Targets are reported, never asserted. Writes bench/results/bench-<date>.md and prints it.
 
-Usage: python bench/run_bench.py [--hosts 50] [--forks 10] [--skip-community] [--skip-fleet] [--only-p1-p2] [--keep]
+Usage: python -m bench.run_bench [--hosts 50] [--forks 10] [--skip-community] [--skip-fleet] [--only-p1-p2] [--keep]
        [--skip-p5 | --only-p5] [--p5-seconds 300] [--p5-rate 1000] [--p5-low-rate 300] [--p5-renewals 5]
        [--p5-coincident 0.3 3.0] [--p5-short-seconds 1200] [--p5-short-ttl 300] [--p5-short-bound 120] [--p5-short-rate 100]
        [--skip-p6 | --only-p6] [--p6-seconds 3600]
@@ -60,13 +60,12 @@ import time
 import urllib.error
 import urllib.request
 
+from bench import fleet_sim, p5_delivery
+from labs import soak
+from labs import vault as devbao
+
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
-sys.path.insert(0, os.path.join(REPO_ROOT, "tools"))
-import devbao  # noqa: E402  pylint: disable=wrong-import-position
-import p5_delivery  # noqa: E402  pylint: disable=wrong-import-position
-sys.path.insert(0, REPO_ROOT)
-from labs import soak  # noqa: E402  pylint: disable=wrong-import-position
 BOOTSTRAP = os.path.join(REPO_ROOT, "playbooks", "vault_bootstrap.yml")
 FLOOR_RENEWAL = os.path.join(BENCH_DIR, "floor_renewal.sh")
 
@@ -619,8 +618,6 @@ class Bench(object):
 
     # ---------------------------------------------------------------- P4
     def p4(self):
-        sys.path.insert(0, BENCH_DIR)
-        import fleet_sim
         reports = {}
         for interval in (1800, 3600):
             log("fleet_sim: 10,000 hosts, timer every %d min" % (interval // 60))

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-import fleet_sim
+from bench import fleet_sim
 from ansible_collections.minibus.pki.plugins.module_utils import certs
 
 HOSTS = 500

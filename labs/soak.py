@@ -56,7 +56,6 @@ import time
 import uuid
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RELIABILITY = os.path.join(REPO_ROOT, "tests", "reliability")
 
 TTL = 300                 # certificate lifetime, s
 RENEW_BEFORE = 150        # renew when this much is left
@@ -72,17 +71,21 @@ FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 _REQUESTS = re.compile(r"; (\d+) Vault requests")
 
 
+class _Namespace(object):
+    def __init__(self, **items):
+        self.__dict__.update(items)
+
+
 def _lab():
-    """tests/reliability's conftest (clean_env, raftbao, issuance) and rsyslog_lab, imported from there
-    (as bench/p5_delivery.py does until the labs package carries them)."""
-    if RELIABILITY not in sys.path:
-        sys.path.insert(0, RELIABILITY)
-    cached = sys.modules.get("conftest")
-    if cached is not None and os.path.dirname(os.path.abspath(cached.__file__)) != RELIABILITY:
-        del sys.modules["conftest"]
-    import conftest  # noqa: E402  pylint: disable=import-outside-toplevel
-    import rsyslog_lab  # noqa: E402  pylint: disable=import-outside-toplevel
-    return conftest, rsyslog_lab
+    """The labs package's pieces this lab uses: (core side, rsyslog side)."""
+    from labs import hosts, rsyslog, senders, vault  # pylint: disable=import-outside-toplevel
+    core = _Namespace(clean_env=hosts.clean_env, BIN_DIR=hosts.BIN_DIR, host_params=hosts.host_params,
+                      issuance=hosts.issuance, raftbao=vault, devbao=vault, free_port=vault.free_port)
+    rl = _Namespace(RSYSLOGD=rsyslog.RSYSLOGD, render_rsyslog_confs=rsyslog.render_rsyslog_confs,
+                    role_vars=rsyslog.role_vars, main_conf=rsyslog.main_conf, stop_process=rsyslog.stop_process,
+                    wait_port=rsyslog.wait_port, seqs=senders.seqs,
+                    Sender=lambda tag, port, rate: senders.Sender(port, tag, rate))
+    return core, rl
 
 
 def _now():
@@ -175,17 +178,23 @@ class Host(object):
         os.chmod(self.config, 0o644)
 
     def recover(self, ttl=None):
-        """What the role's certificate step does with a fresh wrapped secret id (bootstrap and recovery run)."""
+        """What the role's certificate step does with a fresh wrapped secret id (bootstrap and recovery run):
+        issuance.ensure_certificate as root for the account, in a process of its own as the broker's module
+        run is (the core forks to drop privileges; a fork of this many-threaded lab could deadlock)."""
         conftest = self.lab.conftest
         params = conftest.host_params(self.lab.vault_like, self.var, **dict(
-            self.options(), ttl=ttl or "%ds" % TTL, owner=self.account.pw_name, group=self.account.pw_name, publish=None,
-            timer_on_calendar=None, timer_randomized_delay=None,
+            self.options(), ttl=ttl or "%ds" % TTL, owner=self.account.pw_name, group=self.account.pw_name,
             secret_id_wrapping_token=self.lab.mint_wrapped(self.identity()["approle_name"])))
         for key in ("publish", "timer_on_calendar", "timer_randomized_delay"):
             params.pop(key, None)
         params["ca_path"] = None
-        result = conftest.issuance.ensure_certificate(params)
+        out = subprocess.run([sys.executable, "-c", self.lab.issue_snippet], input=json.dumps(params),
+                             env=self.lab.conftest.clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             universal_newlines=True, timeout=300, check=False)
         self.recovered_at = _now()
+        if out.returncode != 0:
+            raise RuntimeError((out.stdout.strip().splitlines() or ["no output"])[-1][:300])
+        result = json.loads(out.stdout.strip().splitlines()[-1])
         if self.role != "plain":
             self.publish()
         return result
@@ -318,6 +327,7 @@ class Soak(object):
         self.broker_token = None
         self.collections = None
         self.snippet = None
+        self.issue_snippet = None
         self.port = None
 
     # --- setup ---
@@ -332,6 +342,15 @@ class Soak(object):
         self.snippet = ("import sys; sys.path.insert(0, %r); "
                         "from ansible_collections.minibus.pki.plugins.module_utils.renewer import main; "
                         "sys.exit(main(sys.argv[1:]))" % top)
+        # the broker's module run: params (with the wrapping token) on stdin, never on the command line
+        self.issue_snippet = ("import json, sys; sys.path.insert(0, %r); "
+                              "from ansible_collections.minibus.pki.plugins.module_utils import issuance\n"
+                              "from ansible_collections.minibus.pki.plugins.module_utils.errors import MinibusError\n"
+                              "try:\n"
+                              "    r = issuance.ensure_certificate(json.load(sys.stdin))\n"
+                              "except MinibusError as exc:\n"
+                              "    print(exc.message); sys.exit(1)\n"
+                              "print(json.dumps(dict(reason=r['reason'], issued=r['issued'])))" % top)
 
     def start_vault(self):
         c = self.conftest
@@ -556,7 +575,7 @@ class Soak(object):
         while any(h.running for h in self.hosts):
             time.sleep(0.5)
         for sender in self.senders.values():
-            sender.stopping.set()
+            sender.halt.set()
         for sender in self.senders.values():
             sender.join(10)
         elapsed = _now() - self.t0
@@ -605,7 +624,7 @@ class Soak(object):
     def close(self, keep=False):
         self.stopping.set()
         for sender in self.senders.values():
-            sender.stopping.set()
+            sender.halt.set()
         for host in self.hosts:
             host.stop_rsyslog()
         for node in self.cluster.nodes:  # a SIGSTOPped node would ignore SIGTERM
@@ -616,6 +635,9 @@ class Soak(object):
                 except OSError:
                     pass
         self.cluster.down()
+        deadline = _now() + 60  # a renewer still running keeps its account from being removed
+        while any(h.running for h in self.hosts) and _now() < deadline:
+            time.sleep(0.5)
         for host in self.hosts:
             if getattr(host, "tmpfs", False):
                 subprocess.run(["umount", host.state_dir], check=False)

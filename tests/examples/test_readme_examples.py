@@ -5,7 +5,7 @@
 """Every ```yaml block of the READMEs, run as pasted against a real lab (make test-examples).
 
 The lab: the collection built with ``ansible-galaxy collection build`` and installed from that
-tarball as the README says, a dev OpenBao over HTTPS (tools/devbao.py) configured with
+tarball as the README says, a dev OpenBao over HTTPS (labs/vault.py) configured with
 ``minibus.pki.vault_bootstrap`` (which writes the Root CA to ``~/.minibus.pki/root-ca.pem``, ``HOME``
 being the lab's), and a broker token in ``VAULT_TOKEN`` (``VAULT_ADDR``, ``VAULT_CACERT`` set), as the
 README tells users to have.
@@ -49,6 +49,8 @@ import textwrap
 
 import pytest
 import yaml
+
+from labs.vault import DevBao, bao_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOCS = ("README.md", "roles/minibus_certs/README.md", "awx/README.md")
@@ -113,9 +115,7 @@ def lab(tmp_path_factory):
     run(["ansible-galaxy", "collection", "build", "--force", "--output-path", os.path.join(root, "dist"), REPO], env)
     tarball = glob.glob(os.path.join(root, "dist", "minibus-pki-*.tar.gz"))[0]
     run(["ansible-galaxy", "collection", "install", "--offline", "-p", env["ANSIBLE_COLLECTIONS_PATH"], tarball], env)
-    sys.path.insert(0, os.path.join(REPO, "tools"))
-    import devbao  # pylint: disable=import-error,import-outside-toplevel
-    server = devbao.DevBao(os.path.join(root, "bao"))
+    server = DevBao(os.path.join(root, "bao"))
     server.start()
     try:
         env.update(server.env())
@@ -123,7 +123,7 @@ def lab(tmp_path_factory):
         run(["ansible-playbook", "-i", "localhost,", "minibus.pki.vault_bootstrap",
              "-e", "minibus_vault_ca_cert=%s" % env["VAULT_CACERT"]], admin)
         assert os.path.isfile(os.path.join(home, ".minibus.pki", "root-ca.pem"))
-        bao = devbao.bao_path()
+        bao = bao_path()
         env["VAULT_TOKEN"] = run([bao, "token", "create", "-policy=minibus-broker", "-ttl=1h", "-field=token"],
                                  admin).stdout.strip()
         the_lab = dict(root=root, env=env, admin=admin, bao=bao, tarball=tarball, url=env["VAULT_ADDR"],

@@ -19,7 +19,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import APPROLE_NAME, BIN_DIR, COLLECTIONS_DIR, REPO_ROOT, clean_env
+from labs.hosts import APPROLE_NAME, BIN_DIR, clean_env, COLLECTIONS_DIR, REPO_ROOT
 
 
 def _run_job(vault, tmp_path, ca_input):

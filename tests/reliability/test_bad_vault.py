@@ -18,7 +18,7 @@ import os
 
 import pytest
 
-from conftest import leftovers, tree_digest
+from labs.hosts import leftovers, tree_digest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from fake_vault import HOUR, FakeVault, pem

@@ -38,7 +38,7 @@ import uuid
 import pytest
 import requests
 
-from conftest import COLLECTIONS_DIR, RENEWER_SNIPPET, clean_env, throwaway_account
+from labs.hosts import clean_env, COLLECTIONS_DIR, RENEWER_SNIPPET, throwaway_account
 from test_fact import Host as FactHost
 from ansible_collections.minibus.pki.plugins.module_utils import _privdrop, issuance
 from ansible_collections.minibus.pki.plugins.module_utils.renewer import load_config

@@ -19,7 +19,7 @@ import time
 
 import yaml
 
-from conftest import APPROLE_NAME, BIN_DIR, REPO_ROOT, clean_env
+from labs.hosts import APPROLE_NAME, BIN_DIR, clean_env, REPO_ROOT
 
 PERIOD_SECONDS = 30
 

@@ -9,7 +9,7 @@ from __future__ import absolute_import, division, print_function
 
 import json
 
-from conftest import APPROLE_NAME, bootstrap_host, host_params, paths, run_renewer, store_record, \
+from labs.hosts import APPROLE_NAME, bootstrap_host, host_params, paths, run_renewer, store_record, \
     write_renewer_config
 from ansible_collections.minibus.pki.plugins.module_utils import issuance
 

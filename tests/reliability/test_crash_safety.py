@@ -28,16 +28,9 @@ import subprocess
 import sys
 
 
-from conftest import (
-    assert_host_consistent,
-    bootstrap_host,
-    clean_env,
-    host_params,
-    leftovers,
-    one_line_output,
-    run_renewer,
-    store_record,
-    write_renewer_config,
+from labs.hosts import (
+    assert_host_consistent, bootstrap_host, clean_env, host_params, leftovers, one_line_output, run_renewer,
+    store_record, write_renewer_config
 )
 from ansible_collections.minibus.pki.plugins.module_utils import issuance
 

@@ -27,7 +27,7 @@ import uuid
 import jinja2
 import pytest
 
-from conftest import MODULE_UTILS, REPO_ROOT, throwaway_account
+from labs.hosts import MODULE_UTILS, REPO_ROOT, throwaway_account
 from ansible_collections.minibus.pki.plugins.module_utils import _privdrop, certs, secret_store
 from ansible_collections.minibus.pki.plugins.module_utils.files import CertStore
 

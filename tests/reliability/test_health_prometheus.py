@@ -25,7 +25,7 @@ import pytest
 import requests
 from cryptography import x509
 
-from conftest import REPO_ROOT, bootstrap_host, free_port, paths, run_renewer, write_renewer_config
+from labs.hosts import bootstrap_host, free_port, paths, REPO_ROOT, run_renewer, write_renewer_config
 
 NODE_EXPORTER = shutil.which("prometheus-node-exporter")
 PROMETHEUS = shutil.which("prometheus")

@@ -16,15 +16,7 @@ import os
 import subprocess
 import textwrap
 
-from conftest import (
-    APPROLE_NAME,
-    BIN_DIR,
-    ROLE_ID,
-    bootstrap_host,
-    clean_env,
-    run_renewer,
-    write_renewer_config,
-)
+from labs.hosts import APPROLE_NAME, BIN_DIR, bootstrap_host, clean_env, ROLE_ID, run_renewer, write_renewer_config
 
 SECRET_KEYS = ("client_token", "token", "secret_id", "private_key")
 # The dev server's root token is the fixture literal "root": it is only used by the fixture itself

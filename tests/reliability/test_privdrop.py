@@ -22,7 +22,7 @@ import tempfile
 import pytest
 import requests
 
-from conftest import host_params, paths, store_record, throwaway_account
+from labs.hosts import host_params, paths, store_record, throwaway_account
 from ansible_collections.minibus.pki.plugins.module_utils import issuance
 from ansible_collections.minibus.pki.plugins.module_utils.errors import MinibusError
 

@@ -33,10 +33,9 @@ import tempfile
 import pytest
 import requests
 
-from conftest import free_port, host_params, run_publish, throwaway_account
-from role_template import ROLE, render
-from rsyslog_lab import wait_port
-from test_rsyslog_transport import stop_process
+from labs.hosts import free_port, host_params, run_publish, throwaway_account
+from labs.role_template import ROLE, render
+from labs.rsyslog import stop_process, wait_port
 from ansible_collections.minibus.pki.plugins.module_utils import issuance
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("rsyslogd"),

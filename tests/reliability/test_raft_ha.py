@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import assert_host_consistent, bootstrap_host, host_params, store_record
+from labs.hosts import assert_host_consistent, bootstrap_host, host_params, store_record
 from ansible_collections.minibus.pki.plugins.module_utils import issuance
 from ansible_collections.minibus.pki.plugins.module_utils.errors import InvalidInput, MinibusError
 from ansible_collections.minibus.pki.plugins.module_utils.options import validate_connection

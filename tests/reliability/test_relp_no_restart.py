@@ -5,7 +5,7 @@
 """With the RELP transport a renewal restarts nothing (docs/design.md): librelp (1.11, OpenSSL) loads the
 host's certificate chain and key from disk for every new TLS session, on the server (imrelp) and the
 client (omrelp) side; only the CA file is read once per process. Proven on the lab of real processes
-(tests/reliability/rsyslog_lab.py: the session's OpenBao over HTTPS, real renewer, one rsyslogd per host
+(labs/rsyslog.py: the session's OpenBao over HTTPS, real renewer, one rsyslogd per host
 from the role's minibus-tls.conf.j2).
 
 The server and client1 start with short certificates (FIRST_TTL) and client1 streams numbered lines.
@@ -33,9 +33,10 @@ import shutil
 import subprocess
 import time
 
-from conftest import free_port
-from rsyslog_lab import CLIENTS, SERVER, TLS_REFUSAL, Host, Sender, presented_certificate, render_rsyslog_confs, \
-    role_vars, seqs, wait_for, wait_port
+from labs.hosts import free_port
+from labs.rsyslog import CLIENTS, SERVER, TLS_REFUSAL, Host, presented_certificate, render_rsyslog_confs, role_vars, \
+    wait_port
+from labs.senders import Sender, seqs, wait_for
 
 FIRST_TTL = "100s"  # long enough to bootstrap three hosts and stream before the renewal on a loaded machine
 RATE = 100  # lines per second
@@ -69,14 +70,14 @@ def test_relp_renewal_restarts_nothing(vault, tmp_path):
         wait_port(port)
         client1.start()
         wait_port(inject[client1.name])
-        sender1 = Sender("c1", inject[client1.name], RATE)
+        sender1 = Sender(inject[client1.name], "c1", RATE)
         senders.append(sender1)
         sender1.start()
 
         def delivered(host, sender, what):
             mark = sender.sent
-            wait_for("%s's lines sent after %s reaching the server" % (host.name, what),
-                     lambda: any(n >= mark for n in seqs(server.remote_log, sender.tag)))
+            wait_for(lambda: any(n >= mark for n in seqs(server.remote_log, sender.tag)),
+                     "%s's lines sent after %s reaching the server" % (host.name, what))
 
         delivered(client1, sender1, "the start")
         session_before = _sessions(port)
@@ -106,7 +107,7 @@ def test_relp_renewal_restarts_nothing(vault, tmp_path):
         assert presented.serial_number == server.certificate().serial_number != old[server.name].serial_number
         client2.start()
         wait_port(inject[client2.name])
-        sender2 = Sender("c2", inject[client2.name], RATE)
+        sender2 = Sender(inject[client2.name], "c2", RATE)
         senders.append(sender2)
         sender2.start()
         delivered(client2, sender2, "client2's start")
@@ -126,13 +127,13 @@ def test_relp_renewal_restarts_nothing(vault, tmp_path):
         raise
     finally:
         for sender in senders:
-            sender.stopping.set()
+            sender.halt.set()
         for sender in senders:
             sender.join(10)
 
     try:
-        wait_for("the clients' queues draining", lambda: all(
-            set(seqs(h.accepted_log, s.tag)) <= set(seqs(server.remote_log, s.tag)) for h, s in zip((client1, client2), senders)))
+        wait_for(lambda: all(set(seqs(h.accepted_log, s.tag)) <= set(seqs(server.remote_log, s.tag))
+                             for h, s in zip((client1, client2), senders)), "the clients' queues draining")
     except AssertionError:
         pass  # counted below, with the numbers
     finally:

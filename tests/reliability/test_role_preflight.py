@@ -13,7 +13,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import BIN_DIR, clean_env
+from labs.hosts import BIN_DIR, clean_env
 
 SENTENCE = "none of root's directories"
 

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Intermediate CA rotation under traffic, without a refused connection: the runbook (docs/runbooks.md), run on a lab of real processes.
-(The lab itself, hosts, rsyslogd and senders, is tests/reliability/rsyslog_lab.py, shared with bench/p5_delivery.py.)
+(The lab itself, hosts, rsyslogd and senders, is labs/rsyslog.py and labs/senders.py, shared with bench/p5_delivery.py.)
 
 A real OpenBao over HTTPS (its own instance: the rotation and the retire change the PKI, and retire
 needs every certificate of the old intermediate gone), bootstrapped with playbooks/vault_bootstrap.yml.
@@ -42,9 +42,11 @@ import time
 import pytest
 from cryptography import x509
 
-from conftest import BIN_DIR, REPO_ROOT, bootstrapped_vault, clean_env, free_port
-from rsyslog_lab import CLIENTS, SERVER, TLS_REFUSAL, Host, Sender, presented_certificate, render_rsyslog_confs, \
-    role_vars, seqs as _seqs, wait_for as _wait_for, wait_port as _wait_port
+from labs.hosts import BIN_DIR, REPO_ROOT, clean_env, free_port
+from labs.vault import bootstrapped_vault
+from labs.rsyslog import CLIENTS, SERVER, TLS_REFUSAL, Host, presented_certificate, render_rsyslog_confs, role_vars, \
+    wait_port as _wait_port
+from labs.senders import Sender, seqs as _seqs, wait_for as _wait_for
 
 RATE = 100  # lines per second per client (kept below 300/s, as in the delivery measurements)
 # The certificates hosts start with (old intermediate) live this long, so that retire can be shown
@@ -129,7 +131,7 @@ def test_rotation_under_traffic_worst_order(lab):
     for client in clients:
         client.start()
         _wait_port(lab["inject"][client.name])
-    senders = {c.name: Sender(tags[c.name], lab["inject"][c.name], RATE) for c in clients}
+    senders = {c.name: Sender(lab["inject"][c.name], tags[c.name], RATE) for c in clients}
     for sender in senders.values():
         sender.start()
 
@@ -139,7 +141,7 @@ def test_rotation_under_traffic_worst_order(lab):
 
     def step_done(what):
         mark = {name: s.sent for name, s in senders.items()}
-        _wait_for("lines sent after %s reaching the server from both clients" % what, lambda: delivered_after(mark))
+        _wait_for(lambda: delivered_after(mark), "lines sent after %s reaching the server from both clients" % what)
 
     try:
         step_done("the start")
@@ -199,7 +201,7 @@ def test_rotation_under_traffic_worst_order(lab):
         step_done("retiring the old intermediate")
     finally:
         for sender in senders.values():
-            sender.stopping.set()
+            sender.halt.set()
         for sender in senders.values():
             sender.join(10)
 
@@ -207,7 +209,7 @@ def test_rotation_under_traffic_worst_order(lab):
     def drained():
         return all(set(_seqs(c.accepted_log, tags[c.name])) <= set(_seqs(server.remote_log, tags[c.name])) for c in clients)
     try:
-        _wait_for("the clients' queues draining", drained)
+        _wait_for(drained, "the clients' queues draining")
     except AssertionError:
         pass  # counted below, with the numbers
     report = []
@@ -248,8 +250,8 @@ def _intruder_is_refused(lab):
         sock = socket.create_connection(("127.0.0.1", inject), 2)
         sock.sendall(b"<14>1 - lab - - - - lab-seq-c9-0000000\n")
         sock.close()
-        _wait_for("a TLS/authentication error in the server's messages for the intruder",
-                  lambda: any(TLS_REFUSAL.search(line) for line in server.messages().splitlines()))
+        _wait_for(lambda: any(TLS_REFUSAL.search(line) for line in server.messages().splitlines()),
+                  "a TLS/authentication error in the server's messages for the intruder")
         assert _seqs(server.remote_log, "c9") == []
     finally:
         intruder.stop()

@@ -33,13 +33,10 @@ import datetime
 import glob
 import os
 import re
-import shutil
-import signal
 import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -49,22 +46,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from conftest import BIN_DIR, clean_env, free_port
-from role_template import ROLE, render
+from labs.hosts import BIN_DIR, clean_env, free_port
+from labs.role_template import ROLE, render
+from labs.rsyslog import RELP_OFFER, RSYSLOGD, Rsyslogd, listening, relp_frame, sessions
+from labs.senders import Sender, read_text, send_lines, seqs, wait_for
 
-RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 SERVER_NAME = "logs.minibus.test"
 CLIENT_NAME = "client1.minibus.test"
-SEQ = re.compile(r"seq-([a-z0-9]+)-(\d+)")
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(RSYSLOGD) or not glob.glob("/usr/lib/*/rsyslog/imrelp.so") + glob.glob("/usr/lib/rsyslog/imrelp.so"),
     reason="rsyslogd with imrelp is not installed (apt: rsyslog rsyslog-gnutls rsyslog-relp)")
-
-
-# --- the role's template, rendered as Ansible renders it ------------------------------------------
-
-# render(template, **overrides): tests/role_template.py (rsyslog_lab imports it from here too).
 
 
 # --- certificates -------------------------------------------------------------------------------
@@ -115,126 +107,6 @@ def foreign_pki(directory):
         "key": _write(os.path.join(directory, "foreign", "key.pem"), key.private_bytes(
             pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()),
     }
-
-
-# --- rsyslogd processes ---------------------------------------------------------------------------
-
-def stop_process(proc, seconds=30):
-    """SIGTERM (what systemctl stop sends), SIGKILL after seconds; nothing if it is not running."""
-    if proc is not None and proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(seconds)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-class Rsyslogd(object):
-    """One rsyslogd in the foreground: the rendered snippet included from a small wrapper that gives
-    it a work directory, an internal log, and (clients) a TCP input taking the test's lines plus a
-    file of every line the client accepted."""
-
-    def __init__(self, directory, name, snippet, inject_port=None):
-        self.dir = os.path.join(directory, name)
-        os.makedirs(os.path.join(self.dir, "work"))
-        self.snippet = _write(os.path.join(self.dir, "minibus-tls.conf"), snippet, 0o644)
-        self.internal = os.path.join(self.dir, "internal.log")
-        self.accepted = os.path.join(self.dir, "accepted.log")
-        self.pidfile = os.path.join(self.dir, "rsyslogd.pid")
-        lines = ['global(workDirectory="%s" processInternalMessages="on")' % os.path.join(self.dir, "work"),
-                 'template(name="msgonly" type="string" string="%msg%\\n")']
-        if inject_port:
-            lines += ['module(load="imptcp")',
-                      'input(type="imptcp" port="%d" address="127.0.0.1")' % inject_port,
-                      ':msg, contains, "seq-" action(type="omfile" file="%s" template="msgonly")' % self.accepted]
-        lines += ['syslog.* action(type="omfile" file="%s")' % self.internal,
-                  'include(file="%s")' % self.snippet]
-        self.conf = _write(os.path.join(self.dir, "rsyslog.conf"), "\n".join(lines) + "\n", 0o644)
-        check = subprocess.run([RSYSLOGD, "-N1", "-f", self.conf], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               universal_newlines=True, check=False)
-        assert check.returncode == 0, check.stdout
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen([RSYSLOGD, "-n", "-f", self.conf, "-i", self.pidfile],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-
-    def stop(self):
-        stop_process(self.proc)
-
-    def restart(self):
-        self.stop()
-        self.start()
-
-    def internal_text(self):
-        return _read(self.internal)
-
-
-def _read(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except IOError:
-        return ""
-
-
-def seqs(path, tag):
-    """Sequence numbers of tag's lines in path, in order, duplicates kept."""
-    return [int(m.group(2)) for m in SEQ.finditer(_read(path)) if m.group(1) == tag]
-
-
-def wait_for(condition, what, seconds=60):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for %s" % what)
-
-
-def listening(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.5).close()
-        return True
-    except OSError:
-        return False
-
-
-def sessions(port):
-    """Client ends (address:port) of the established TCP sessions to 127.0.0.1:port."""
-    out = subprocess.run(["ss", "-Htn", "state", "established", "( dport = :%d )" % port],
-                         stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
-    return sorted(line.split()[-2] for line in out.splitlines() if line.strip())
-
-
-class Sender(threading.Thread):
-    """Sequence-numbered lines to a client's input at a steady rate (200/s) until stopped."""
-
-    def __init__(self, port, tag, rate=200):
-        threading.Thread.__init__(self, daemon=True)
-        self.port, self.tag, self.rate = port, tag, rate
-        self.sent = 0
-        self.halt = threading.Event()
-
-    def run(self):
-        sock = socket.create_connection(("127.0.0.1", self.port), 5)
-        start = time.time()
-        try:
-            while not self.halt.is_set():
-                pause = start + self.sent / float(self.rate) - time.time()
-                if pause > 0:
-                    time.sleep(pause)
-                sock.sendall(("<14>1 - test - - - - seq-%s-%07d\n" % (self.tag, self.sent)).encode("ascii"))
-                self.sent += 1
-        finally:
-            sock.close()
-
-
-def send_lines(port, tag, count):
-    with socket.create_connection(("127.0.0.1", port), 5) as sock:
-        for i in range(count):
-            sock.sendall(("<14>1 - test - - - - seq-%s-%07d\n" % (tag, i)).encode("ascii"))
 
 
 # --- fixtures -----------------------------------------------------------------------------------
@@ -417,18 +289,6 @@ def test_relp_refuses(pki, relp, case):
 # --- b2) refused again and again: the rsyslog ossl netstream driver let an unpermitted name in on
 # 6 of 10 attempts (measured with 8.2302); librelp's OpenSSL code is different, this proves it ---------
 
-# What a RELP client offers in its 'open' (librelp accepts any software name).
-RELP_OFFER = "relp_version=0\nrelp_software=minibus-test\ncommands=syslog"
-
-
-def relp_frame(txnr, command, data=""):
-    """One RELP frame: transaction number, command, length of data, data."""
-    data = data.encode("ascii")
-    if not data:
-        return b"%d %s 0\n" % (txnr, command.encode("ascii"))
-    return b"%d %s %d %s\n" % (txnr, command.encode("ascii"), len(data), data)
-
-
 def relp_session(port, cert, anchor, tag, count):
     """One RELP session as an attacker's own program opens it: TLS with cert, then 'open' and count
     syslog frames sent at once, without waiting for the handshake's verdict (with TLS 1.3 the client
@@ -559,7 +419,7 @@ def test_session_bound_timer_interval_is_the_variable(tmp_path):
             env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=False,
             timeout=120)
         assert out.returncode == 0, out.stdout
-        timer = _read(dest)
+        timer = read_text(dest)
         assert "OnUnitActiveSec=%ds\n" % seconds in timer and "OnActiveSec=%ds\n" % seconds in timer, timer
 
 

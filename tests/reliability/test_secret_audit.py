@@ -20,20 +20,11 @@ import sys
 
 import pytest
 
-from conftest import (
-    APPROLE_NAME,
-    BIN_DIR,
-    REPO_ROOT,
-    RENEWAL_MOUNT,
-    ROLE_ID,
-    bootstrap_host,
-    bootstrapped_vault,
-    clean_env,
-    host_params,
-    run_renewer,
-    store_record,
-    write_renewer_config,
+from labs.hosts import (
+    APPROLE_NAME, BIN_DIR, bootstrap_host, clean_env, host_params, RENEWAL_MOUNT, REPO_ROOT, ROLE_ID,
+    run_renewer, store_record, write_renewer_config
 )
+from labs.vault import bootstrapped_vault
 from ansible_collections.minibus.pki.plugins.module_utils import health
 
 HOSTS = ("host1.minibus.test", "host2.minibus.test")

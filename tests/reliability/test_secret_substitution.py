@@ -16,15 +16,7 @@ import os
 
 import pytest
 
-from conftest import (
-    APPROLE_NAME,
-    BOOTSTRAP_MOUNT,
-    RENEWAL_MOUNT,
-    ROLE_ID,
-    bootstrap_host,
-    host_params,
-    store_record,
-)
+from labs.hosts import APPROLE_NAME, bootstrap_host, BOOTSTRAP_MOUNT, host_params, RENEWAL_MOUNT, ROLE_ID, store_record
 from ansible_collections.minibus.pki.plugins.module_utils import issuance
 from ansible_collections.minibus.pki.plugins.module_utils.errors import WrappingTokenRejected
 from ansible_collections.minibus.pki.plugins.module_utils.files import STORE_DIR

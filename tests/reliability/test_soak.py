@@ -14,15 +14,10 @@ from __future__ import absolute_import, division, print_function
 
 import os
 import shutil
-import sys
 
 import pytest
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
-
-from labs import soak  # noqa: E402  pylint: disable=wrong-import-position
+from labs import soak
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("rsyslogd"),
                                 reason="needs root (accounts, a tmpfs), useradd and rsyslogd")

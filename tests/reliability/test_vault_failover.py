@@ -23,8 +23,10 @@ import tempfile
 
 import pytest
 
-from conftest import (APPROLE_NAME, BIN_DIR, ROLE_ID, Vault, clean_env, host_params, run_renewer, store_record,
-                      write_renewer_config)
+from labs.hosts import (
+    APPROLE_NAME, BIN_DIR, clean_env, host_params, ROLE_ID, run_renewer, store_record, write_renewer_config
+)
+from labs.vault import Vault
 from fake_vault import FakeVault
 from ansible_collections.minibus.pki.plugins.module_utils import issuance, vault as core
 from ansible_collections.minibus.pki.plugins.module_utils.errors import MinibusError

@@ -10,19 +10,9 @@ import time
 
 import pytest
 
-from conftest import (
-    RENEWAL_MOUNT,
-    ROOT_TOKEN,
-    assert_host_consistent,
-    bootstrap_host,
-    free_port,
-    host_params,
-    one_line_output,
-    paths,
-    run_renewer,
-    store_record,
-    tree_digest,
-    write_renewer_config,
+from labs.hosts import (
+    assert_host_consistent, bootstrap_host, free_port, host_params, one_line_output, paths, RENEWAL_MOUNT,
+    ROOT_TOKEN, run_renewer, store_record, tree_digest, write_renewer_config
 )
 from ansible_collections.minibus.pki.plugins.module_utils import issuance, secret_store
 from ansible_collections.minibus.pki.plugins.module_utils.errors import WrappingTokenRejected

@@ -22,19 +22,10 @@ import textwrap
 import pytest
 import requests
 
-from conftest import (
-    APPROLE_NAME,
-    BIN_DIR,
-    ROLE_ID,
-    bootstrap_host,
-    clean_env,
-    devbao,
-    one_line_output,
-    paths,
-    run_renewer,
-    store_record,
-    tree_digest,
-    write_renewer_config,
+from labs import vault as devbao
+from labs.hosts import (
+    APPROLE_NAME, BIN_DIR, bootstrap_host, clean_env, one_line_output, paths, ROLE_ID, run_renewer,
+    store_record, tree_digest, write_renewer_config
 )
 
 PLAY = textwrap.dedent("""\

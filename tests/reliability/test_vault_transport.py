@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from conftest import BIN_DIR, clean_env
+from labs.hosts import BIN_DIR, clean_env
 from fake_vault import FakeVault, pem
 from ansible_collections.minibus.pki.plugins.module_utils import issuance, vault
 from ansible_collections.minibus.pki.plugins.module_utils.errors import MinibusError

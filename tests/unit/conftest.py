@@ -4,17 +4,13 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Make ``ansible_collections.minibus.pki`` importable from a plain repository checkout.
 
-See tests/collection_path.py (shared with the bench and reliability tests).
+See labs/collection.py (shared with the bench and reliability tests).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from collection_path import make_collection_importable  # noqa: E402  pylint: disable=wrong-import-position
+from labs.collection import make_collection_importable
 
 make_collection_importable("minibus-pki-units-")

@@ -2,7 +2,7 @@
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Make ``ansible_collections.minibus.pki`` importable from a plain checkout (shared by the conftests).
+"""Make ``ansible_collections.minibus.pki`` importable from a plain checkout (shared by the conftests and labs).
 
 A temporary directory gets an ``ansible_collections/minibus/pki`` symlink to the repository root
 and goes first on sys.path (``ansible_collections`` and ``ansible_collections.minibus`` are implicit

@@ -2,8 +2,11 @@
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""A lab of real processes on this machine, shared by tests/reliability/test_rotation_traffic.py and
-bench/p5_delivery.py (one copy).
+"""rsyslogd labs of real processes on this machine.
+
+``Rsyslogd``: one rsyslogd around a rendered snippet (tests/reliability/test_rsyslog_transport.py).
+``Host``: a lab host shared by tests/reliability/test_rotation_traffic.py, test_relp_no_restart.py and
+bench/p5_delivery.py (one copy), described below. Plain Python: no pytest here.
 
 Host directories as the role lays them out: the log server ``logs.minibus.test`` (log-server AppRole and
 PKI role) and permitted clients (client AppRole and PKI role), each bootstrapped the way the role's first
@@ -18,32 +21,36 @@ accepted to a file before the role's snippet forwards it: accepted against writt
 
 from __future__ import absolute_import, division, print_function
 
-import array
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
-import threading
-import time
 
 from cryptography import x509
 
-from conftest import host_params, issuance, run_publish, run_renewer
-from test_rsyslog_transport import RELP_OFFER, relp_frame, render as render_role_template, stop_process
+from labs.hosts import host_params, issuance, run_publish, run_renewer
+from labs.role_template import render as render_role_template
+from labs.senders import read_text, wait_for
 
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 SERVER = "logs.minibus.test"
 CLIENTS = ("client1.minibus.test", "client2.minibus.test")
-SEQ = re.compile(r"lab-seq-(c\d)-(\d{7})")
-WAIT = 90  # seconds: how long to wait for an event before calling it missing (never asserted as a time)
 # What rsyslog (gtls or librelp) says when it refuses a peer or a handshake fails. Not matched, on
 # purpose: a session broken because the other side restarted ("TLS record write failed ... push
 # function", "session broken", "connection broken"), which every restart causes and RELP recovers.
 TLS_REFUSAL = re.compile(r"(?i)(handshake|not permitted|not authori[sz]ed|authentication|auth error|certificate|x509|"
                          r"peer name|untrusted|verif)")
+
+
+def _write_text(path, data, mode=0o600):
+    with open(path, "w") as handle:
+        handle.write(data)
+    os.chmod(path, mode)
+    return path
 
 
 # --- the role's rsyslog configuration ---------------------------------------------------------
@@ -94,6 +101,75 @@ def main_conf(host, snippet, inject_port):
         lines += ['action(type="omfile" file="%s" template="RSYSLOG_FileFormat")' % host.internal_log]
     lines += ['include(file="%s")' % snippet]
     return "\n".join(lines) + "\n"
+
+
+# --- one rsyslogd around a snippet ------------------------------------------------------------
+
+def stop_process(proc, seconds=30):
+    """SIGTERM (what systemctl stop sends), SIGKILL after seconds; nothing if it is not running."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(seconds)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class Rsyslogd(object):
+    """One rsyslogd in the foreground: the rendered snippet included from a small wrapper that gives
+    it a work directory, an internal log, and (clients) a TCP input taking the test's lines plus a
+    file of every line the client accepted."""
+
+    def __init__(self, directory, name, snippet, inject_port=None):
+        self.dir = os.path.join(directory, name)
+        os.makedirs(os.path.join(self.dir, "work"))
+        self.snippet = _write_text(os.path.join(self.dir, "minibus-tls.conf"), snippet, 0o644)
+        self.internal = os.path.join(self.dir, "internal.log")
+        self.accepted = os.path.join(self.dir, "accepted.log")
+        self.pidfile = os.path.join(self.dir, "rsyslogd.pid")
+        lines = ['global(workDirectory="%s" processInternalMessages="on")' % os.path.join(self.dir, "work"),
+                 'template(name="msgonly" type="string" string="%msg%\\n")']
+        if inject_port:
+            lines += ['module(load="imptcp")',
+                      'input(type="imptcp" port="%d" address="127.0.0.1")' % inject_port,
+                      ':msg, contains, "seq-" action(type="omfile" file="%s" template="msgonly")' % self.accepted]
+        lines += ['syslog.* action(type="omfile" file="%s")' % self.internal,
+                  'include(file="%s")' % self.snippet]
+        self.conf = _write_text(os.path.join(self.dir, "rsyslog.conf"), "\n".join(lines) + "\n", 0o644)
+        check = subprocess.run([RSYSLOGD, "-N1", "-f", self.conf], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               universal_newlines=True, check=False)
+        assert check.returncode == 0, check.stdout
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen([RSYSLOGD, "-n", "-f", self.conf, "-i", self.pidfile],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    def stop(self):
+        stop_process(self.proc)
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def internal_text(self):
+        return read_text(self.internal)
+
+
+def listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def sessions(port):
+    """Client ends (address:port) of the established TCP sessions to 127.0.0.1:port."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", "( dport = :%d )" % port],
+                         stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+    return sorted(line.split()[-2] for line in out.splitlines() if line.strip())
 
 
 # --- hosts ------------------------------------------------------------------------------------
@@ -218,63 +294,18 @@ class Host(object):
         return text
 
 
-# --- traffic ----------------------------------------------------------------------------------
+# --- RELP on the wire -------------------------------------------------------------------------
 
-class Sender(threading.Thread):
-    """Sequence-numbered lines at a steady rate into a client's local input; reconnects when the
-    client's rsyslog restarts (a line refused then is sent again, it was never accepted). ``times``
-    holds when each line was handed to the socket (time.time())."""
-
-    def __init__(self, tag, port, rate=100):
-        threading.Thread.__init__(self, daemon=True)
-        self.tag = tag
-        self.port = port
-        self.rate = float(rate)
-        self.sent = 0
-        self.times = array.array("d")
-        self.stopping = threading.Event()
-
-    def run(self):
-        start = time.time()
-        sock = None
-        while not self.stopping.is_set():
-            pause = start + self.sent / self.rate - time.time()
-            if pause > 0:
-                time.sleep(pause)
-            try:
-                if sock is None:
-                    sock = socket.create_connection(("127.0.0.1", self.port), 2)
-                sock.sendall(("<14>1 - lab - - - - lab-seq-%s-%07d\n" % (self.tag, self.sent)).encode("ascii"))
-                self.times.append(time.time())
-                self.sent += 1
-            except OSError:
-                if sock is not None:
-                    sock.close()
-                sock = None
-                time.sleep(0.05)
-        if sock is not None:
-            sock.close()
+# What a RELP client offers in its 'open' (librelp accepts any software name).
+RELP_OFFER = "relp_version=0\nrelp_software=minibus-test\ncommands=syslog"
 
 
-def seqs(path, tag):
-    """Sequence numbers of tag's lines in path, in order, duplicates kept."""
-    found = []
-    if os.path.exists(path):
-        with open(path) as handle:
-            for line in handle:
-                match = SEQ.search(line)
-                if match and match.group(1) == tag:
-                    found.append(int(match.group(2)))
-    return found
-
-
-def wait_for(what, predicate, seconds=WAIT):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError("%s did not happen" % what)
+def relp_frame(txnr, command, data=""):
+    """One RELP frame: transaction number, command, length of data, data."""
+    data = data.encode("ascii")
+    if not data:
+        return b"%d %s 0\n" % (txnr, command.encode("ascii"))
+    return b"%d %s %d %s\n" % (txnr, command.encode("ascii"), len(data), data)
 
 
 def presented_certificate(port, client):
@@ -311,4 +342,4 @@ def wait_port(port):
         out = subprocess.run(["ss", "-Hltn", "sport = :%d" % port], stdout=subprocess.PIPE, universal_newlines=True,
                              check=False).stdout
         return bool(out.strip())
-    wait_for("a listener on port %d" % port, listening)
+    wait_for(listening, "a listener on port %d" % port)
