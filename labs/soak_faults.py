@@ -331,8 +331,9 @@ def offline(lab):
 
         def seen():
             m = host.read_metrics()
-            last = m.get("last_attempt_timestamp_seconds", 0)
-            if host.offline and last and _now() - last > 2 * (PERIOD + JITTER) + 10:
+            # a host that has not run since it was bootstrapped has no metrics yet: stale from the fault's start
+            last = m.get("last_attempt_timestamp_seconds") or rec["start"]
+            if host.offline and _now() - last > 2 * (PERIOD + JITTER) + 10:
                 return "metrics stale (no run for %d s)" % (_now() - last)
             if not host.offline and m.get("status") == 2:
                 return "metrics (%s)" % m.get("state")
