@@ -244,7 +244,7 @@ class Host(object):
             with open(self.metrics) as handle:
                 for line in handle:
                     if line.startswith("minibus_certs_") and not line.startswith("#"):
-                        name, _, value = line.rpartition(" ")
+                        name, value = line.rsplit(" ", 1)
                         key = name.split("{", 1)[0][len("minibus_certs_"):]
                         if key == "state":
                             if value.strip() == "1":
@@ -383,8 +383,8 @@ class Soak(object):
         for url in self.cluster.urls:
             try:
                 response = requests.post("%s/v1/auth/minibus-bootstrap/role/%s/secret-id" % (url, approle_name),
-                                          headers={"X-Vault-Token": self.broker_token, "X-Vault-Wrap-TTL": "60s"},
-                                          json={}, timeout=10, verify=self.cluster.ca_cert)
+                                         headers={"X-Vault-Token": self.broker_token, "X-Vault-Wrap-TTL": "60s"},
+                                         json={}, timeout=10, verify=self.cluster.ca_cert)
                 if response.status_code == 200:
                     return response.json()["wrap_info"]["token"]
                 last = "HTTP %d" % response.status_code
@@ -395,8 +395,8 @@ class Soak(object):
     def build(self):
         self._collections()
         self.start_vault()
-        names = [("logs.minibus.test", "server")] + [("client%d.minibus.test" % (i + 1), "client")
-                                                      for i in range(self.n_clients)]
+        names = [("logs.minibus.test", "server")]
+        names += [("client%d.minibus.test" % (i + 1), "client") for i in range(self.n_clients)]
         names += [("host%02d.minibus.test" % (i + 1), "plain") for i in range(self.n_hosts - len(names))]
         self.hosts = [Host(self, i + 1, n, r) for i, (n, r) in enumerate(names)]
         plain = [h for h in self.hosts if h.role == "plain"]
@@ -668,6 +668,10 @@ def _s(value):
     return "-" if value is None else "%.0f s" % value
 
 
+def _fmt(pattern, value):
+    return "-" if value is None else pattern % value
+
+
 def markdown(result):
     L = ["## P6 fleet soak: %d hosts, %.0f s (%.1f certificate lifetimes)"
          % (result["hosts"], result["seconds"], result["seconds"] / result["ttl"]), ""]
@@ -681,20 +685,17 @@ def markdown(result):
     L.append("| measure | value | target |")
     L.append("|---|---|---|")
     L.append("| certificates expired while their host ran | %d | 0 |" % len(result["expired"]))
-    L.append("| hosts that needed a person | %d %s | 0 |" % (len(result["needed_a_person"]),
-                                                          ", ".join(result["needed_a_person"])))
+    L.append("| hosts that needed a person | %d %s | 0 |"
+             % (len(result["needed_a_person"]), ", ".join(result["needed_a_person"])))
     L.append("| lines lost between the rsyslogs | %d (duplicates %d) | 0 |"
              % (result["lost_between_rsyslogs"], result["duplicates"]))
     L.append("| renewer runs / renewals / failed runs | %d / %d / %d | |"
              % (result["runs"], result["renewals"], result["failed_runs"]))
-    L.append("| Vault requests per renewal | %s | |" % ("%.2f" % result["vault_requests_per_renewal"]
-                                                     if result["vault_requests_per_renewal"] is not None else "-"))
-    L.append("| renewer CPU per renewal (user+sys) | %s | |" % ("%.3f s" % result["cpu_per_renewal"]
-                                                            if result["cpu_per_renewal"] is not None else "-"))
-    L.append("| renewer CPU per run with nothing to do | %s | |" % ("%.3f s" % result["cpu_per_idle_run"]
-                                                                 if result["cpu_per_idle_run"] is not None else "-"))
-    L.append("| broker recoveries (ok / failed) | %d / %d | |" % (sum(1 for r in result["recoveries"] if r["ok"]),
-                                                                sum(1 for r in result["recoveries"] if not r["ok"])))
+    L.append("| Vault requests per renewal | %s | |" % _fmt("%.2f", result["vault_requests_per_renewal"]))
+    L.append("| renewer CPU per renewal (user+sys) | %s | |" % _fmt("%.3f s", result["cpu_per_renewal"]))
+    L.append("| renewer CPU per run with nothing to do | %s | |" % _fmt("%.3f s", result["cpu_per_idle_run"]))
+    recovered = sum(1 for r in result["recoveries"] if r["ok"])
+    L.append("| broker recoveries (ok / failed) | %d / %d | |" % (recovered, len(result["recoveries"]) - recovered))
     L.append("| certificates expired while their host was offline (expected) | %d | |" % result["expired_while_offline"])
     L.append("| load average at the end | %s | |" % " ".join("%.2f" % x for x in result["loadavg"]))
     L.append("")

@@ -163,7 +163,7 @@ def log_server_restart(lab):
     lab.server.start_rsyslog()
     lab.rl.wait_port(lab.port)
     rec.end()
-    rec.clear(lambda since: lab.delivered(since), 120)
+    rec.clear(lab.delivered, 120)
     return rec
 
 
