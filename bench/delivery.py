@@ -15,7 +15,7 @@ omfwd client open a new TLS session (the no-restart design needs a reconnect to 
 certificate).
 
 Only loopback is used. Usage (root, rsyslog + rsyslog-gnutls + rsyslog-relp installed):
-    python bench/delivery.py [--rate 300] [--seconds 30] [--server-restarts 2] [--client-restarts 1]
+    python -m bench.delivery [--rate 300] [--seconds 30] [--server-restarts 2] [--client-restarts 1]
 Prints a Markdown table; exits 0 whatever it measured (bench reports, never asserts).
 """
 
@@ -30,7 +30,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 from cryptography import x509
@@ -38,14 +37,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from labs.rsyslog import stop_process
+from labs.senders import Sender, seqs
+from labs.vault import free_port as _free_port
+
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 TRANSPORTS = ("gtls", "relp")
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _pem_write(path, data):
@@ -143,13 +140,7 @@ class Rsyslogd:
                                      stdout=subprocess.DEVNULL, stderr=open(self.log, "a"))
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 20)
 
     def restart(self):
         self.stop()
@@ -168,40 +159,6 @@ def _wait_port(port, seconds=10):
         except OSError:
             time.sleep(0.1)
     raise SystemExit("nothing listens on 127.0.0.1:%d" % port)
-
-
-def _send(port, transport, rate, seconds, counter):
-    """Sequence-numbered lines at a steady rate; reconnects if the client restarts under us."""
-    total = int(rate * seconds)
-    start = time.time()
-    sock = None
-    sent = 0
-    while sent < total:
-        due = start + sent / float(rate)
-        pause = due - time.time()
-        if pause > 0:
-            time.sleep(pause)
-        try:
-            if sock is None:
-                sock = socket.create_connection(("127.0.0.1", port), 2)
-            sock.sendall(("<14>1 - bench - - - - seq-%s-%07d\n" % (transport, sent)).encode("ascii"))
-            sent += 1
-        except OSError:
-            if sock is not None:
-                sock.close()
-            sock = None
-            time.sleep(0.05)
-    if sock is not None:
-        sock.close()
-    counter[transport] = sent
-
-
-def _lines(path, transport):
-    try:
-        with open(path) as handle:
-            return [line.strip() for line in handle if ("seq-%s-" % transport) in line]
-    except IOError:
-        return []
 
 
 def _established(port):
@@ -239,10 +196,8 @@ def run(args):
         _probe.close()
         hup_reconnects = bool(before) and before != after
 
-        counter = {}
-        senders = [threading.Thread(target=_send, args=(inject[t], t, args.rate, args.seconds, counter))
-                   for t in TRANSPORTS]
-        for thread in senders:
+        senders = dict((t, Sender(inject[t], t, args.rate, count=int(args.rate * args.seconds))) for t in TRANSPORTS)
+        for thread in senders.values():
             thread.start()
         events = (["server"] * args.server_restarts) + (["clients"] * args.client_restarts)
         gap = args.seconds / float(len(events) + 1) if events else 0
@@ -253,21 +208,21 @@ def run(args):
             else:
                 for client in clients.values():
                     client.restart()
-        for thread in senders:
+        for thread in senders.values():
             thread.join()
         # Let queues drain (RELP resends what the server never acknowledged).
         deadline = time.time() + args.drain
         while time.time() < deadline:
-            if all(len(set(_lines(os.path.join(directory, "server.log"), t)))
-                   >= len(set(_lines(os.path.join(directory, "accepted-%s.log" % t), t))) for t in TRANSPORTS):
+            if all(len(set(seqs(os.path.join(directory, "server.log"), t)))
+                   >= len(set(seqs(os.path.join(directory, "accepted-%s.log" % t), t))) for t in TRANSPORTS):
                 break
             time.sleep(0.5)
         for transport in TRANSPORTS:
-            accepted = set(_lines(os.path.join(directory, "accepted-%s.log" % transport), transport))
-            received_list = _lines(os.path.join(directory, "server.log"), transport)
+            accepted = set(seqs(os.path.join(directory, "accepted-%s.log" % transport), transport))
+            received_list = seqs(os.path.join(directory, "server.log"), transport)
             received = set(received_list)
             rows.append({
-                "transport": transport, "sent": counter.get(transport, 0), "accepted": len(accepted),
+                "transport": transport, "sent": senders[transport].sent, "accepted": len(accepted),
                 "received": len(received), "lost_between_rsyslogs": len(accepted - received),
                 "duplicates": len(received_list) - len(received),
             })

@@ -53,6 +53,8 @@ from labs.vault import Vault, free_port
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
+
+
 # --------------------------------------------------------------------------------------------------
 # the lab: a Vault, a server and two clients
 # --------------------------------------------------------------------------------------------------

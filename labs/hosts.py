@@ -22,8 +22,9 @@ import sys
 import time
 import uuid
 
-from labs.collection import REPO_ROOT, make_collection_importable  # noqa: F401  (REPO_ROOT re-exported)
-from labs.vault import APPROLE_NAME, BOOTSTRAP_MOUNT, ROLE_ID, ROOT_TOKEN, free_port  # noqa: F401  (re-exported)
+# REPO_ROOT, BOOTSTRAP_MOUNT, ROOT_TOKEN and free_port: for the test files, which import host helpers from here
+from labs.collection import REPO_ROOT, make_collection_importable  # noqa: F401  pylint: disable=unused-import
+from labs.vault import APPROLE_NAME, BOOTSTRAP_MOUNT, ROLE_ID, ROOT_TOKEN, free_port  # noqa: F401  pylint: disable=unused-import
 
 BIN_DIR = os.path.dirname(os.path.abspath(sys.executable))
 RENEWAL_MOUNT = "approle"

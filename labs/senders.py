@@ -28,14 +28,15 @@ def line(tag, number):
 
 class Sender(threading.Thread):
     """Sequence-numbered lines at a steady rate into a client's local input on port until ``halt`` is
-    set; reconnects when the client's rsyslog restarts (a line refused then is sent again, it was never
+    set (or count lines are sent, when count is given); reconnects when the client's rsyslog restarts (a line refused then is sent again, it was never
     accepted). ``sent`` counts the lines handed to the socket, ``times`` holds when (time.time())."""
 
-    def __init__(self, port, tag, rate=200):
+    def __init__(self, port, tag, rate=200, count=None):
         threading.Thread.__init__(self, daemon=True)
         self.port = port
         self.tag = tag
         self.rate = float(rate)
+        self.count = count
         self.sent = 0
         self.times = array.array("d")
         self.halt = threading.Event()
@@ -43,7 +44,7 @@ class Sender(threading.Thread):
     def run(self):
         start = time.time()
         sock = None
-        while not self.halt.is_set():
+        while not self.halt.is_set() and (self.count is None or self.sent < self.count):
             pause = start + self.sent / self.rate - time.time()
             if pause > 0:
                 time.sleep(pause)

@@ -565,7 +565,7 @@ class RaftBao(object):
             raise DevBaoError("bao operator init failed on %s: %s" % (node.name, out.stderr.strip()))
         body = json.loads(out.stdout)
         _write(os.path.join(self.dir, "init.json"),
-                      json.dumps({"root_token": body["root_token"], "keys": body["unseal_keys_b64"]}).encode(), 0o600)
+               json.dumps({"root_token": body["root_token"], "keys": body["unseal_keys_b64"]}).encode(), 0o600)
         self._init = None
 
     def _cli_env(self, node):
@@ -857,28 +857,26 @@ class RaftVault(Vault):
 
 
 @contextlib.contextmanager
+def running(server_class, prefix, bootstrap=True):
+    """A Vault or RaftVault of its own in a fresh directory, started and (unless bootstrap is False)
+    bootstrapped as production is; stopped and its directory gone afterwards."""
+    directory = tempfile.mkdtemp(prefix=prefix)
+    server = server_class(directory)
+    try:
+        server.start()
+        if bootstrap:
+            server.bootstrap()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def bootstrapped_raft(prefix):
     """A 3-node Raft cluster of its own, bootstrapped as production is; every node gone afterwards."""
-    directory = tempfile.mkdtemp(prefix=prefix)
-    server = RaftVault(directory)
-    try:
-        server.start()
-        server.bootstrap()
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+    return running(RaftVault, prefix)
 
 
-@contextlib.contextmanager
 def bootstrapped_vault(prefix):
     """A dev OpenBao of its own over HTTPS, bootstrapped as production is; gone afterwards."""
-    directory = tempfile.mkdtemp(prefix=prefix)
-    server = Vault(directory)
-    try:
-        server.start()
-        server.bootstrap()
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+    return running(Vault, prefix)

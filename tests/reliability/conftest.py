@@ -19,7 +19,9 @@ from __future__ import absolute_import, division, print_function
 
 import pytest
 
-import labs.hosts  # noqa: F401  pylint: disable=unused-import  (makes the collection importable for every test file)
+# labs.hosts makes ansible_collections.minibus.pki importable for every test file
+import labs.hosts  # noqa: F401  pylint: disable=unused-import
+from labs.fake_vault import FakeVault
 from labs.vault import bootstrapped_raft, bootstrapped_vault
 
 
@@ -34,6 +36,14 @@ def raft_vault():
     """labs.vault.RaftBao's 3-node cluster, bootstrapped; a test that kills or seals a node brings it back."""
     with bootstrapped_raft("minibus-reliability-raft-") as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory):
+    """A misbehaving Vault of its own over HTTPS (labs/fake_vault.py); set its route per test."""
+    server = FakeVault(str(tmp_path_factory.mktemp("fake-vault")))
+    yield server
+    server.stop()
 
 
 @pytest.fixture

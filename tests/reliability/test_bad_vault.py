@@ -21,19 +21,12 @@ import pytest
 from labs.hosts import leftovers, tree_digest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from fake_vault import HOUR, FakeVault, pem
+from labs.fake_vault import HOUR, pem
 from ansible_collections.minibus.pki.plugins.module_utils import issuance
 from ansible_collections.minibus.pki.plugins.module_utils.errors import MinibusError
 from ansible_collections.minibus.pki.plugins.module_utils.options import AUTH_SPEC, CONNECTION_SPEC
 
 UTC = datetime.timezone.utc
-
-
-@pytest.fixture(scope="module")
-def fake(tmp_path_factory):
-    server = FakeVault(str(tmp_path_factory.mktemp("fake-vault")))
-    yield server
-    server.stop()
 
 
 @pytest.fixture

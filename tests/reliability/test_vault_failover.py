@@ -16,18 +16,16 @@ Each server has its own TLS CA; ca_cert is one bundle of all of them, as for a r
 from __future__ import absolute_import, division, print_function
 
 import os
-import shutil
 import socket
 import subprocess
-import tempfile
 
 import pytest
 
 from labs.hosts import (
     APPROLE_NAME, BIN_DIR, clean_env, host_params, ROLE_ID, run_renewer, store_record, write_renewer_config
 )
-from labs.vault import Vault
-from fake_vault import FakeVault
+from labs.vault import Vault, running
+from labs.fake_vault import FakeVault
 from ansible_collections.minibus.pki.plugins.module_utils import issuance, vault as core
 from ansible_collections.minibus.pki.plugins.module_utils.errors import MinibusError
 
@@ -48,15 +46,9 @@ def _dead_address():
 
 @pytest.fixture(scope="module")
 def sealed_node():
-    directory = tempfile.mkdtemp(prefix="minibus-failover-sealed-")
-    node = Vault(directory)
-    try:
-        node.start()
+    with running(Vault, "minibus-failover-sealed-", bootstrap=False) as node:
         node.seal()
         yield node
-    finally:
-        node.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _issue(vault, host_dir, urls, ca_cert):

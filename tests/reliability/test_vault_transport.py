@@ -24,7 +24,7 @@ import time
 import pytest
 
 from labs.hosts import BIN_DIR, clean_env
-from fake_vault import FakeVault, pem
+from labs.fake_vault import pem
 from ansible_collections.minibus.pki.plugins.module_utils import issuance, vault
 from ansible_collections.minibus.pki.plugins.module_utils.errors import MinibusError
 from ansible_collections.minibus.pki.plugins.module_utils.options import AUTH_SPEC, CONNECTION_SPEC
@@ -74,13 +74,6 @@ class PlainListener(object):
         self._stop = True
         self.thread.join(5)
         self.sock.close()
-
-
-@pytest.fixture(scope="module")
-def fake(tmp_path_factory):
-    server = FakeVault(str(tmp_path_factory.mktemp("fake-vault")))
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""A fake Vault over HTTPS (its own CA) that signs CSRs badly on purpose, for tests/reliability/test_bad_vault.py.
+"""A fake Vault over HTTPS (its own CA) that signs CSRs badly on purpose, for the reliability tests (fixture ``fake``).
 
 Only ``POST /v1/<mount>/sign/<role>`` is served (the tests authenticate with a token, which is not
 revoked). The answer is built by the function set in ``FakeVault.answer``: it gets the CSR and the
