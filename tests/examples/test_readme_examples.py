@@ -51,7 +51,7 @@ import pytest
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DOCS = ("README.md", "roles/minibus_certs/README.md", "awx/README.md")
+DOCS = ("README.md", "roles/minibus_certs/README.md", "roles/vault_pki/README.md", "awx/README.md")
 FENCE = re.compile(r"^( *)```yaml\n(.*?)^\1```", re.M | re.S)
 ROLE = "minibus.pki.minibus_certs"
 NO_SUCH_TAG = "minibus_examples_no_task_has_this_tag"
