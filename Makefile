@@ -83,7 +83,7 @@ lint: $(STAMP)
 docs-lint: $(STAMP) collection-copy
 	cd $(COLL_DIR) && antsibull-docs lint-collection-docs --plugin-docs .
 
-# Every yaml block of README.md, roles/minibus_certs/README.md and awx/README.md as pasted, against
+# Every yaml block of README.md, roles/minibus_certs/README.md, roles/vault_pki/README.md and awx/README.md as pasted, against
 # a dev OpenBao and the collection installed from its tarball (only the Vault address, the CA file,
 # the certificate directory and the domain substituted: rules in tests/examples/test_readme_examples.py).
 test-examples: $(STAMP)

@@ -27,14 +27,25 @@ def _trusted(value):
     return value
 
 
+# Not a file: the rsyslog TLS snippet of the host's kind, the template tasks/rsyslog.yml installs
+# (vars/main.yml __minibus_certs_rsyslog_template: one per transport and side).
+RSYSLOG_TLS = "minibus-tls.conf.j2"
+
+
 def render(template, **overrides):
-    """templates/<template> with defaults/main.yml and vars/main.yml, then the caller's values."""
+    """templates/<template> with defaults/main.yml and vars/main.yml, then the caller's values.
+
+    RSYSLOG_TLS renders the template the role selects for the given transport and side.
+    """
     variables = {}
     for name in ("defaults/main.yml", "vars/main.yml"):
         with open(os.path.join(ROLE, name)) as handle:
             variables.update(yaml.safe_load(handle))
     variables.update(ansible_managed="managed by the test", ansible_check_mode=False)
     variables.update(overrides)
+    templar = Templar(loader=DataLoader(), variables=_trusted(variables))
+    if template == RSYSLOG_TLS:
+        template = templar.template(trust_as_template(variables["__minibus_certs_rsyslog_template"]))
     with open(os.path.join(ROLE, "templates", template)) as handle:
         text = handle.read()
-    return Templar(loader=DataLoader(), variables=_trusted(variables)).template(trust_as_template(text))
+    return templar.template(trust_as_template(text))

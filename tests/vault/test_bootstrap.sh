@@ -327,7 +327,7 @@ fi
 # credentials: mint a wrapped secret id for minibus_certs_approle_name.
 coll="$work/coll/ansible_collections/minibus/pki"
 mkdir -p "$coll/roles/minibus_certs/tasks" "$coll/roles/minibus_certs/defaults" "$work/library"
-for f in plugins playbooks meta galaxy.yml; do ln -s "$root/$f" "$coll/$f"; done
+for f in plugins playbooks meta galaxy.yml roles/vault_pki; do ln -s "$root/$f" "$coll/$f"; done
 cat >"$coll/roles/minibus_certs/defaults/main.yml" <<'YML'
 ---
 minibus_certs_approle_name: minibus-generate-sign-server-keys

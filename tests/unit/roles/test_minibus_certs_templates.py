@@ -5,8 +5,9 @@
 """The minibus_certs role's templates, rendered by Ansible's own templating with the role's defaults.
 
 renewer.json: numbers given as strings (-e minibus_certs_vault_timeout=30, an AWX survey) must come out as
-integers, or every renewal fails. minibus-tls.conf: the names rsyslog 8.2302 knows, checked with
-the real `rsyslogd -N1`, the pinned root as CA file and the full chain as certificate file.
+integers, or every renewal fails. minibus-tls.conf (one template per transport and side): the names
+rsyslog 8.2302 knows, checked with the real `rsyslogd -N1`, the pinned root as CA file and the full
+chain as certificate file.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -25,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from labs.role_template import render
+from labs.role_template import ROLE, render
 
 
 def _render(template, **overrides):
@@ -129,3 +130,19 @@ def test_rsyslog_snippet_is_valid_and_hardened(tmp_path, role, transport):
                            universal_newlines=True, check=False)
     assert check.returncode == 0, check.stdout
     assert "not known" not in check.stdout
+
+
+@pytest.mark.parametrize("transport", ["relp", "tcp"])
+@pytest.mark.parametrize("role", ["server", "client"])
+def test_rsyslog_snippet_is_one_template_per_transport_and_side(role, transport):
+    """tasks/rsyslog.yml installs templates/minibus-tls-<transport>-<side>.conf.j2, which holds only its own kind."""
+    text = _render("minibus-tls.conf.j2", minibus_certs_rsyslog_role=role, minibus_certs_rsyslog_transport=transport)
+    own = os.path.join(ROLE, "templates", "minibus-tls-%s-%s.conf.j2" % (transport, role))
+    assert os.path.isfile(own)
+    assert "# minibus.pki: rsyslog mutual TLS (%s, transport %s)." % (role, transport) in text
+    inputs = {"relp": 'type="imrelp"', "tcp": 'input(type="imtcp"'}
+    forwards = {"relp": 'type="omrelp"', "tcp": 'type="omfwd"'}
+    other = "tcp" if transport == "relp" else "relp"
+    assert (inputs[transport] in text) == (role == "server")
+    assert (forwards[transport] in text) == (role == "client")
+    assert inputs[other] not in text and forwards[other] not in text
