@@ -3,7 +3,10 @@
 # Build a local test image, Debian with systemd as PID 1, with debootstrap and without any
 # registry: localhost/minibus-debian12:latest (bookworm) or localhost/minibus-debian13:latest
 # (trixie). The Molecule test network has no egress, so the image carries every package the
-# role installs, plus the OpenBao `bao` binary so the same image serves the Vault instance.
+# role installs, plus the OpenBao `bao` binary so the same image serves the Vault instance, plus
+# Debian's prometheus and prometheus-node-exporter (the monitoring a user runs; both disabled in the
+# image: molecule/default/prepare.yml starts node_exporter on the clients, Prometheus on the Vault
+# instance).
 #
 # Usage: tools/podman/build-image.sh [SUITE]
 #   SUITE (argument or env): bookworm (default) or trixie. Trixie is debootstrapped from the
@@ -36,6 +39,8 @@ PACKAGES=(
   iproute2
   openssl
   procps
+  prometheus
+  prometheus-node-exporter
   python3
   python3-apt
   python3-cffi-backend
@@ -153,6 +158,8 @@ for u in getty@tty1.service serial-getty@.service console-getty.service systemd-
          sys-kernel-tracing.mount dev-hugepages.mount; do
   ln -sf /dev/null "$rootfs/etc/systemd/system/$u"
 done
+# The packages enabled their services: an instance runs them only where prepare.yml starts them.
+systemctl --root="$rootfs" disable prometheus.service prometheus-node-exporter.service >/dev/null 2>&1
 # podman supplies /etc/hostname, /etc/hosts, /etc/resolv.conf; an empty machine-id lets
 # systemd generate one per container.
 : >"$rootfs/etc/machine-id"
