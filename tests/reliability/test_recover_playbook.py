@@ -28,8 +28,8 @@ import jinja2
 import pytest
 import yaml
 
-from conftest import (APPROLE_NAME, BIN_DIR, COLLECTIONS_DIR, MODULE_UTILS, REPO_ROOT, bootstrap_host, clean_env,
-                      run_renewer, store_record, tree_digest, write_renewer_config)
+from labs.hosts import (APPROLE_NAME, BIN_DIR, COLLECTIONS_DIR, MODULE_UTILS, REPO_ROOT, bootstrap_host, clean_env,
+                        run_renewer, store_record, tree_digest, write_renewer_config)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the local fact runs as root (as at fact gathering)")
 
