@@ -89,40 +89,31 @@ def _settled(lab, exclude):
 
 # --- infrastructure ---------------------------------------------------------------------------
 
-def kill_active(lab):
+def _node_fault(lab, what, hold_s, harm, mend):
+    """Harm the active node, hold the fault, mend it and wait until every host ran well again."""
     victim = lab.cluster.wait_leader()
-    rec = _Record(lab, "vault active node kill -9", victim.name)
+    rec = _Record(lab, what, victim.name)
     exclude = set(lab.faulted)
     lab.vault_quiet.clear()
     try:
-        lab.cluster.kill(victim)
+        harm(victim)
         hosts = _hosts_failed(lab, rec, exclude)
-        rec.hold(KILL_S, hosts, lab.vault_monitor_sees)
-        lab.cluster.restart(victim)
+        rec.hold(hold_s, hosts, lab.vault_monitor_sees)
+        mend(victim)
         lab.cluster.wait_ready()
         rec.end()
         rec.clear(_settled(lab, exclude), 180, hosts, lab.vault_monitor_sees)
     finally:
         lab.vault_quiet.set()
     return rec
+
+
+def kill_active(lab):
+    return _node_fault(lab, "vault active node kill -9", KILL_S, lab.cluster.kill, lab.cluster.restart)
 
 
 def seal_node(lab):
-    victim = lab.cluster.wait_leader()
-    rec = _Record(lab, "vault active node sealed", victim.name)
-    exclude = set(lab.faulted)
-    lab.vault_quiet.clear()
-    try:
-        lab.cluster.seal(victim)
-        hosts = _hosts_failed(lab, rec, exclude)
-        rec.hold(SEAL_S, hosts, lab.vault_monitor_sees)
-        lab.cluster.unseal(victim)
-        lab.cluster.wait_ready()
-        rec.end()
-        rec.clear(_settled(lab, exclude), 180, hosts, lab.vault_monitor_sees)
-    finally:
-        lab.vault_quiet.set()
-    return rec
+    return _node_fault(lab, "vault active node sealed", SEAL_S, lab.cluster.seal, lab.cluster.unseal)
 
 
 def unreachable(lab):
