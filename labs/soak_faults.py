@@ -89,17 +89,16 @@ def _settled(lab, exclude):
 
 # --- infrastructure ---------------------------------------------------------------------------
 
-def _node_fault(lab, what, hold_s, harm, mend):
-    """Harm the active node, hold the fault, mend it and wait until every host ran well again."""
+def kill_active(lab):
     victim = lab.cluster.wait_leader()
-    rec = _Record(lab, what, victim.name)
+    rec = _Record(lab, "vault active node kill -9", victim.name)
     exclude = set(lab.faulted)
     lab.vault_quiet.clear()
     try:
-        harm(victim)
+        lab.cluster.kill(victim)
         hosts = _hosts_failed(lab, rec, exclude)
-        rec.hold(hold_s, hosts, lab.vault_monitor_sees)
-        mend(victim)
+        rec.hold(KILL_S, hosts, lab.vault_monitor_sees)
+        lab.cluster.restart(victim)
         lab.cluster.wait_ready()
         rec.end()
         rec.clear(_settled(lab, exclude), 180, hosts, lab.vault_monitor_sees)
@@ -108,12 +107,22 @@ def _node_fault(lab, what, hold_s, harm, mend):
     return rec
 
 
-def kill_active(lab):
-    return _node_fault(lab, "vault active node kill -9", KILL_S, lab.cluster.kill, lab.cluster.restart)
-
-
 def seal_node(lab):
-    return _node_fault(lab, "vault active node sealed", SEAL_S, lab.cluster.seal, lab.cluster.unseal)
+    victim = lab.cluster.wait_leader()
+    rec = _Record(lab, "vault active node sealed", victim.name)
+    exclude = set(lab.faulted)
+    lab.vault_quiet.clear()
+    try:
+        lab.cluster.seal(victim)
+        hosts = _hosts_failed(lab, rec, exclude)
+        rec.hold(SEAL_S, hosts, lab.vault_monitor_sees)
+        lab.cluster.unseal(victim)
+        lab.cluster.wait_ready()
+        rec.end()
+        rec.clear(_settled(lab, exclude), 180, hosts, lab.vault_monitor_sees)
+    finally:
+        lab.vault_quiet.set()
+    return rec
 
 
 def unreachable(lab):
