@@ -62,7 +62,7 @@ _WHAT = {"cert": "certificate", "key": "private key", "chain": "CA chain", "ca":
          "fullchain": "full chain"}
 
 
-def read_bounded(path, max_bytes, what, missing_ok=False, dir_fd=None, shown=None):
+def read_bounded(path, max_bytes, what, missing_ok=False, dir_fd=None, shown=None, check=None):
     """The bytes of the regular file at path, at most max_bytes; one sentence for anything else.
 
     Opened with O_NOFOLLOW (a symlink at path is refused, never followed), O_NONBLOCK (a FIFO cannot
@@ -70,7 +70,8 @@ def read_bounded(path, max_bytes, what, missing_ok=False, dir_fd=None, shown=Non
     directory), and no more than max_bytes + 1 bytes are ever read. what names the file in the sentence
     ("certificate", "renewer state file"). missing_ok: None instead of an error when nothing is there.
     dir_fd: path is relative to this open directory (the store's walk, CertStore.read); shown: the path
-    named in sentences then.
+    named in sentences then. check: called with the open file's fstat before any byte is read (raises to
+    refuse the file, for instance one root must not trust).
     """
     shown = shown or path
     try:
@@ -90,6 +91,8 @@ def read_bounded(path, max_bytes, what, missing_ok=False, dir_fd=None, shown=Non
                                "out who put it there); nothing was read from it." % (what, shown))
         if st.st_size > max_bytes:
             raise _too_large(what, shown, max_bytes)
+        if check is not None:
+            check(st)
         chunks, size = [], 0
         while size <= max_bytes:
             chunk = os.read(fd, min(65536, max_bytes + 1 - size))
@@ -105,6 +108,27 @@ def read_bounded(path, max_bytes, what, missing_ok=False, dir_fd=None, shown=Non
                            % (what, shown, os.strerror(exc.errno)))
     finally:
         os.close(fd)
+
+
+def foreign_directory(path):
+    """The first directory above path that is not root's alone, as (directory, owner uid); None if all are.
+
+    Not root's alone: owned by another account, or writable by group or others without the sticky bit
+    (/tmp, sticky, only lets each account replace its own entries). Links in path are resolved first, so
+    the directories checked are the ones the path really goes through.
+    """
+    directory = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    while True:
+        try:
+            st = os.lstat(directory)
+        except OSError:
+            st = None
+        if st is not None and (st.st_uid != 0 or (st.st_mode & 0o022 and not st.st_mode & 0o1000)):
+            return directory, st.st_uid
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return None
+        directory = parent
 
 
 def read_ca_bundle(path, option):

@@ -23,7 +23,7 @@ import sys
 
 from .errors import MinibusError
 from . import _privdrop, health, outage, publish, vault
-from .files import write_file_atomic
+from .files import foreign_directory, write_file_atomic
 from .issuance import ensure_certificate, issuance_deadline, owner_ids
 from .options import resolve_env
 from .renewer_config import load_config
@@ -118,22 +118,13 @@ def _check_root_only_dirs(params, config):
     for path in [params.get(n) for n in names] + [state_path, metrics_path]:
         if not path:
             continue
-        directory = os.path.realpath(os.path.dirname(os.path.abspath(path)))
-        while True:
-            try:
-                st = os.lstat(directory)
-            except OSError:
-                st = None
-            if st is not None and (st.st_uid != 0 or (st.st_mode & 0o022 and not st.st_mode & 0o1000)):
-                raise MinibusError("%s belongs to %s or others can write it, and root does not work in a directory "
-                                   "another account can change: run minibus-certs-renew as the renewal account "
-                                   "(sudo -u %s minibus-certs-renew ...) or set owner in %s; nothing was done."
-                                   % (directory, _account_name(st.st_uid), _account_name(st.st_uid, "<account>"),
-                                      config))
-            parent = os.path.dirname(directory)
-            if parent == directory:
-                break
-            directory = parent
+        foreign = foreign_directory(path)
+        if foreign is not None:
+            directory, uid = foreign
+            raise MinibusError("%s belongs to %s or others can write it, and root does not work in a directory "
+                               "another account can change: run minibus-certs-renew as the renewal account "
+                               "(sudo -u %s minibus-certs-renew ...) or set owner in %s; nothing was done."
+                               % (directory, _account_name(uid), _account_name(uid, "<account>"), config))
 
 
 def _health(params):

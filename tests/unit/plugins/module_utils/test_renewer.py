@@ -17,6 +17,7 @@ pytest.importorskip("hvac")
 from ansible_collections.minibus.pki.plugins.module_utils import renewer
 from ansible_collections.minibus.pki.plugins.module_utils.errors import MinibusError
 from ansible_collections.minibus.pki.plugins.module_utils.files import CertStore
+from ansible_collections.minibus.pki.plugins.module_utils.renewer_config import MAX_CONFIG_BYTES
 
 from pki_test_helpers import key_pem, make_cert, new_key
 
@@ -235,3 +236,64 @@ def test_with_a_publish_section_the_account_writes_no_textfile_of_its_own(tmp_pa
     capsys.readouterr()
     assert (tmp_path / "tls" / "renewer-state.json").exists()  # the run is still recorded
     assert not (tmp_path / "tls" / "minibus_certs.prom").exists()
+
+
+def test_load_config_missing_is_one_sentence(tmp_path):
+    with pytest.raises(MinibusError) as info:
+        renewer.load_config(str(tmp_path / "absent.json"))
+    assert "nothing is there" in info.value.message and "\n" not in info.value.message
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '"text"', "3"])
+def test_load_config_rejects_a_non_object(tmp_path, content):
+    path = tmp_path / "renewer.json"
+    path.write_text(content)
+    with pytest.raises(MinibusError) as info:
+        renewer.load_config(str(path))
+    assert "not a JSON object" in info.value.message
+
+
+def test_load_config_refuses_a_fifo_a_link_and_an_oversized_file_without_waiting(tmp_path):
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(str(fifo))  # nobody ever writes: an open or read that waits would hang the test
+    link = tmp_path / "link.json"
+    link.symlink_to(_write(tmp_path, _base_config(tmp_path)))
+    big = tmp_path / "big.json"
+    big.write_text('{"common_name": "%s"}' % ("x" * (MAX_CONFIG_BYTES + 1)))
+    for path, words in ((fifo, "not a regular file"), (link, "symbolic link"), (big, "larger than")):
+        with pytest.raises(MinibusError) as info:
+            renewer.load_config(str(path))
+        assert words in info.value.message, info.value.message
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+@pytest.mark.parametrize("uid, mode", [(65534, 0o644), (0, 0o664), (0, 0o646)])
+def test_root_refuses_a_config_another_account_can_change(tmp_path, capsys, uid, mode):
+    """The config names the files root touches and as whom: root trusts only a file root alone can change."""
+    config = _base_config(tmp_path)
+    config["cert_path"] = "/etc/shadow"
+    path = _write(tmp_path, config)
+    os.chown(path, uid, 0)
+    os.chmod(path, mode)
+    code = renewer.main(["--config", path, "--status"], environ={})
+    out, err = capsys.readouterr()
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and "root does not trust it" in err and path in err, err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_root_refuses_a_config_in_a_directory_another_account_owns(tmp_path, capsys):
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    path = _write(conf_dir, _base_config(tmp_path))
+    os.chown(str(conf_dir), 65534, 65534)  # the account could swap the file for its own
+    code = renewer.main(["--config", path, "--status"], environ={})
+    _, err = capsys.readouterr()
+    assert code == 1 and "which another account can change" in err and str(conf_dir) in err, err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_root_reads_a_root_only_config(tmp_path):
+    path = _write(tmp_path, _base_config(tmp_path))
+    os.chmod(path, 0o640)
+    assert renewer.load_config(path)["common_name"] == "host.example.org"
