@@ -141,7 +141,7 @@ demo:
 demo-clean:
 	tools/demo.sh clean
 
-# P1-P4 (see bench/run_bench.py): timings as ratios measured in one run on this machine, written to
+# P1-P6 (see bench/run_bench.py; P6 is the fleet soak, labs/soak.py, 60 minutes, root): timings as ratios measured in one run on this machine, written to
 # bench/results/bench-<date>.md. Targets are reported, never asserted.
 bench: $(STAMP)
 	python -m bench.run_bench
