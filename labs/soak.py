@@ -111,7 +111,9 @@ class Host(object):
         self.config = os.path.join(self.etc, "renewer.json")
         self.trust_anchor = os.path.join(self.etc, "trust-anchor.pem")
         self.ca_cert = os.path.join(self.etc, "vault-ca.pem")
-        self.metrics = os.path.join(self.state_dir, "minibus_certs.prom")
+        # root's textfile, rendered by --publish from the checked set (the account writes none of its own)
+        self.metrics_dir = os.path.join(self.var, "metrics")
+        self.metrics = os.path.join(self.metrics_dir, "minibus_certs.prom")
         self.store = os.path.join(self.state_dir, "secret-id.json")
         # rsyslog (rsyslog_lab's names)
         self.work = os.path.join(self.base, "rsyslog-work")
@@ -136,7 +138,7 @@ class Host(object):
         subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", name],
                        check=True)
         self.account = pwd.getpwnam(name)
-        for d in (self.base, self.var, self.etc, self.work):
+        for d in (self.base, self.var, self.etc, self.work, self.metrics_dir):
             os.makedirs(d)
             os.chmod(d, 0o755)
         for d, mode in ((self.tls_dir, 0o750), (self.state_dir, 0o700)):
@@ -167,8 +169,8 @@ class Host(object):
                        fullchain_path=os.path.join(self.tls_dir, "fullchain.pem"), trust_anchor_path=self.trust_anchor,
                        extended_key_usage=[usage], secret_id_store=self.store,
                        timer_on_calendar="*:*:0/%d" % PERIOD, timer_randomized_delay="%ds" % JITTER,
-                       publish={"dir": self.published_dir, "key_usage": usage, "owner": self.account.pw_name,
-                                "group": self.account.pw_name})
+                       publish={"dir": self.published_dir, "key_usage": usage, "metrics_path": self.metrics,
+                                "owner": self.account.pw_name, "group": self.account.pw_name})
         options.update(self.identity())
         return options
 
@@ -195,8 +197,7 @@ class Host(object):
         if out.returncode != 0:
             raise RuntimeError((out.stdout.strip().splitlines() or ["no output"])[-1][:300])
         result = json.loads(out.stdout.strip().splitlines()[-1])
-        if self.role != "plain":
-            self.publish()
+        self.publish()  # the role's publish step follows its certificate step
         return result
 
     # --- the renewer ---
@@ -218,14 +219,27 @@ class Host(object):
         return proc, out
 
     @staticmethod
+    def ended(proc):
+        """Whether the run has ended, reaping it with wait4 (never Popen.poll, which would lose its CPU usage)."""
+        if proc.returncode is None:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid == 0:
+                return False
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            proc.minibus_cpu = usage.ru_utime + usage.ru_stime
+        return True
+
+    @staticmethod
     def finish(proc, out):
         """Wait for the run: (exit code, output, CPU seconds of the run)."""
-        _pid, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode is None:
+            _pid, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            proc.minibus_cpu = usage.ru_utime + usage.ru_stime
         out.seek(0)
         text = out.read()
         out.close()
-        return proc.returncode, text, usage.ru_utime + usage.ru_stime
+        return proc.returncode, text, getattr(proc, "minibus_cpu", 0.0)
 
     def check(self):
         proc, out = self.spawn("--check")
@@ -444,8 +458,7 @@ class Soak(object):
         match = _REQUESTS.search(text)
         row = dict(host=host.name, start=start, end=_now(), code=code, cpu=cpu, renewed=renewed,
                    requests=int(match.group(1)) if match else 0, text=text.strip()[-300:], skewed=host.skewed)
-        if renewed and host.role != "plain":
-            host.publish()
+        host.publish()  # the unit's ExecStopPost: root's checked copies and the metrics, after every run
         with self.lock:
             self.runs.append(row)
         host.last_run = (row["end"], code, text)

@@ -211,15 +211,15 @@ def renewer_kill(lab, attempts=4):
             _serial_before = host.not_after()[1]
             proc, out = host.spawn()
             deadline = _now() + 30
-            while proc.poll() is None and host.store_state() != "in-use" and _now() < deadline:
+            while not host.ended(proc) and host.store_state() != "in-use" and _now() < deadline:
                 time.sleep(0.01)
-            if proc.poll() is not None:
+            if host.ended(proc):
                 host.finish(proc, out)
                 rec["note"] = "the run ended before the kill; tried another host"
                 _release(host)
                 continue
             time.sleep(lab.random.uniform(0.0, 0.15))
-            proc.send_signal(signal.SIGKILL)
+            os.kill(proc.pid, signal.SIGKILL)  # not send_signal: its poll() would reap the run and lose its CPU usage
             code, _text, _cpu = host.finish(proc, out)
             store = host.store_state()
             renewed = host.not_after()[1] != _serial_before
