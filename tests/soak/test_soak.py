@@ -2,7 +2,7 @@
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""P6's fleet soak, short: labs/soak.py with every fault of its schedule once (about 8 minutes).
+"""P6's fleet soak, short: labs/soak.py with every fault of its schedule once (about 10 minutes; make test-soak).
 
 20 hosts, each its own account and store, the real renewer against the 3-node Raft cluster, five
 rsyslog clients and a log server over RELP, 5-minute certificates. Asserted: no certificate expired
