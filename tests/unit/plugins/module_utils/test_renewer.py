@@ -288,7 +288,7 @@ def test_root_refuses_a_config_in_a_directory_another_account_owns(tmp_path, cap
     path = _write(conf_dir, _base_config(tmp_path))
     os.chown(str(conf_dir), 65534, 65534)  # the account could swap the file for its own
     code = renewer.main(["--config", path, "--status"], environ={})
-    _, err = capsys.readouterr()
+    err = capsys.readouterr().err
     assert code == 1 and "which another account can change" in err and str(conf_dir) in err, err
 
 
