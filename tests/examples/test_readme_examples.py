@@ -10,7 +10,8 @@ tarball as the README says, a dev OpenBao over HTTPS (labs/vault.py) configured 
 being the lab's), and a broker token in ``VAULT_TOKEN`` (``VAULT_ADDR``, ``VAULT_CACERT`` set), as the
 README tells users to have.
 
-Substitution rule: before a block runs, these strings are replaced, in this order, and nothing else:
+Substitution rule (labs/readme.py, shared with the fleet run on real hosts): before a block runs,
+these strings are replaced, in this order, and nothing else:
 
     https://vault.example.org:8200                -> the lab's Vault URL
     /usr/local/share/ca-certificates/vault-ca.crt -> the lab's CA file (the CA of Vault's certificate)
@@ -32,8 +33,8 @@ How a block runs depends on what it is:
   applies ``minibus.pki.minibus_certs``, the role's ``platform`` and ``preflight`` task files with
   the play's hosts, become and vars and the role entry's vars as pasted. In both runs the local
   machine stands in for each host (local connection, no become): facts are read, assertions
-  made, nothing written. The rest of the role needs
-  systemd hosts with rsyslog: Molecule (make test-molecule) and the AWX lab run it. A playbook that
+  made, nothing written. The whole fleet example (README.md's inventory and every playbook applying
+  the role) then runs for real on systemd hosts in tests/examples/test_fleet_on_hosts.sh. A playbook that
   applies no minibus_certs (roles/vault_pki/README.md) gets the syntax check and argument validation only.
 Anything else fails: mark it ``# not run: <reason>``.
 """
@@ -46,46 +47,21 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import yaml
 
+from labs.readme import DOCS, ROLE, blocks, marker, role_entries
+from labs.readme import substitute as readme_substitute
 from labs.vault import DevBao, bao_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DOCS = ("README.md", "roles/minibus_certs/README.md", "roles/vault_pki/README.md", "awx/README.md")
-FENCE = re.compile(r"^( *)```yaml\n(.*?)^\1```", re.M | re.S)
-ROLE = "minibus.pki.minibus_certs"
 NO_SUCH_TAG = "minibus_examples_no_task_has_this_tag"
-
-
-def blocks():
-    found = []
-    for doc in DOCS:
-        with open(os.path.join(REPO, doc)) as handle:
-            text = handle.read()
-        for number, match in enumerate(FENCE.finditer(text), 1):
-            found.append((doc, number, textwrap.dedent(match.group(2))))
-    return found
-
-
 BLOCKS = blocks()
 
 
 def substitute(text, lab):
-    for old, new in (("https://vault.example.org:8200", lab["url"]),
-                     ("/usr/local/share/ca-certificates/vault-ca.crt", lab["ca"]),
-                     ("/etc/ssl/minibus", lab["ssl_dir"]),
-                     ("example.org", "minibus.test")):
-        text = text.replace(old, new)
-    return text
-
-
-def marker(text):
-    first = text.split("\n", 1)[0].strip()
-    found = re.match(r"#\s*(not run|file):\s*(.*)$", first)
-    return (found.group(1), found.group(2).strip()) if found else (None, None)
+    return readme_substitute(text, lab["url"], lab["ca"], lab["ssl_dir"])
 
 
 def run(args, env, cwd=None, check=True):
@@ -211,13 +187,6 @@ def run_tasks(number, text, workdir, lab):
     with open(os.path.join(workdir, "local.ini"), "w") as handle:
         handle.write(inventory)
     recap_clean(run(["ansible-playbook", "-i", os.path.join(workdir, "local.ini"), path], env).stdout)
-
-
-def role_entries(play):
-    for entry in play.get("roles") or []:
-        entry = {"role": entry} if isinstance(entry, str) else entry
-        if entry.get("role", entry.get("name")) == ROLE:
-            yield entry
 
 
 def run_playbook(doc, number, text, data, workdir, lab):
