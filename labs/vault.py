@@ -32,6 +32,7 @@ CONTAINER_DIR = "/etc/bao"
 CONTAINER_LISTEN = "0.0.0.0:8200"
 CONTAINER_DEV_LISTEN = "127.0.0.1:8210"
 CONTAINER_AUDIT_LOG = "/var/log/bao/audit.log"
+SERVER_CERT_DAYS = 30  # the dev server certificate, made at every start; its CA lives a year
 CONTAINER_BAO = "/usr/local/bin/bao"
 
 
@@ -83,12 +84,19 @@ def make_tls(directory, names=(), ips=(), expired=False, default_sans=True):
 
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_pem, ca_key_pem = os.path.join(directory, "ca.pem"), os.path.join(directory, "ca-key.pem")
+    ca_cert = None
     if os.path.exists(ca_pem) and os.path.exists(ca_key_pem):
         with open(ca_pem, "rb") as handle:
             ca_cert = x509.load_pem_x509_certificate(handle.read())
         with open(ca_key_pem, "rb") as handle:
             ca_key = serialization.load_pem_private_key(handle.read(), password=None)
-    else:
+        # A checkout used for a long time keeps its CA (clients trust it) only while it outlives the
+        # server certificate made below; then it is made again, so that no later run meets an expired CA.
+        ca_end = getattr(ca_cert, "not_valid_after_utc", None) or \
+            ca_cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)  # cryptography < 42
+        if ca_end < now + datetime.timedelta(days=SERVER_CERT_DAYS + 1):
+            ca_cert = None
+    if ca_cert is None:
         ca_key = ec.generate_private_key(ec.SECP256R1())
         ca_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "minibus.pki dev"),
                              x509.NameAttribute(NameOID.COMMON_NAME, "minibus.pki dev OpenBao TLS CA")])
@@ -115,7 +123,7 @@ def make_tls(directory, names=(), ips=(), expired=False, default_sans=True):
     if expired:  # valid for one day, ended yesterday
         not_before, not_after = now - datetime.timedelta(days=2), now - datetime.timedelta(days=1)
     else:
-        not_before, not_after = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=30)
+        not_before, not_after = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=SERVER_CERT_DAYS)
     key = ec.generate_private_key(ec.SECP256R1())
     common_name = (dns or addrs)[0]
     cert = (x509.CertificateBuilder()
