@@ -85,9 +85,12 @@ docs-lint: $(STAMP) collection-copy
 
 # Every yaml block of README.md, roles/minibus_certs/README.md, roles/vault_pki/README.md and awx/README.md as pasted, against
 # a dev OpenBao and the collection installed from its tarball (only the Vault address, the CA file,
-# the certificate directory and the domain substituted: rules in tests/examples/test_readme_examples.py).
-test-examples: $(STAMP)
+# the certificate directory and the domain substituted: the rule in labs/readme.py). Then the fleet
+# example (README.md's inventory and playbook, the role README's playbook) whole on systemd hosts in
+# podman (tests/examples/test_fleet_on_hosts.sh, heavy, about 5 minutes).
+test-examples: $(STAMP) dist
 	python -m pytest -q tests/examples
+	tests/examples/test_fleet_on_hosts.sh $(TARBALL)
 
 # ansible-test integration targets against a real OpenBao dev server that the script starts,
 # configures with playbooks/vault_bootstrap.yml and stops again.

@@ -16,7 +16,8 @@
 #
 # Environment (defaults are the demo's):
 #   LAB=minibus-demo        container name prefix: $LAB-vault, $LAB-server, $LAB-client
-#   LAB_IP_BASE=10          addresses 198.18.1.<base>, <base>+1, <base>+2
+#   LAB_IP_BASE=10          addresses 198.18.1.<base>, <base>+1, <base>+2, ...
+#   LAB_NODES="vault server client"   the containers, vault first (certs: every other node)
 #   LAB_DIR=build/$LAB      state: collections/, runner/ (ansible-runner private_data_dir), ...
 # Network: minibus-demo, internal, 198.18.1.0/24 (inside 198.18.0.0/15; never another range),
 # gateway 198.18.1.1 = this host, which reaches the containers through the bridge.
@@ -32,9 +33,15 @@ SUBNET=198.18.1.0/24
 GATEWAY=198.18.1.1
 IMAGE="${IMAGE:-localhost/minibus-debian12:latest}"
 DOMAIN=minibus.test
-NODES=(vault server client)
-ip_of() { case "$1" in vault) echo "198.18.1.$LAB_IP_BASE" ;; server) echo "198.18.1.$((LAB_IP_BASE + 1))" ;;
-                       client) echo "198.18.1.$((LAB_IP_BASE + 2))" ;; esac; }
+# LAB_NODES: the containers, vault first (the fleet example's lab: "vault logs web1 web2"); each
+# gets the address 198.18.1.<base + its index> and the name <node>.minibus.test.
+read -r -a NODES <<<"${LAB_NODES:-vault server client}"
+[ "${NODES[0]}" = vault ] || { echo "LAB_NODES must start with vault" >&2; exit 2; }
+ip_of() {
+  local i
+  for i in "${!NODES[@]}"; do [ "${NODES[$i]}" = "$1" ] && { echo "198.18.1.$((LAB_IP_BASE + i))"; return; }; done
+  echo "ip_of: no node $1 in LAB_NODES" >&2; return 1
+}
 # The controller reaches Vault by address, the hosts by name: the launcher's server certificate
 # covers both (tools/devbao.py container --name vault.minibus.test --ip <address>).
 VAULT_URL="https://$(ip_of vault):8200"
@@ -96,7 +103,7 @@ bao_up() {
   podman cp "$LAB_DIR/vault-tls/bao-dev.service" "$LAB-vault:/etc/systemd/system/bao-dev.service"
   podman exec "$LAB-vault" systemctl daemon-reload
   podman exec "$LAB-vault" systemctl enable --now bao-dev.service >/dev/null 2>&1
-  for f in server client; do
+  for f in "${NODES[@]:1}"; do
     podman cp "$LAB_DIR/vault-tls/ca.pem" "$LAB-$f:$HOST_VAULT_CA"
     podman exec "$LAB-$f" chmod 0644 "$HOST_VAULT_CA"
   done
@@ -232,7 +239,7 @@ PB
 CERT=/var/lib/minibus-certs/tls/cert.pem
 cmd_certs() {
   local n
-  for n in server client; do
+  for n in "${NODES[@]:1}"; do
     podman exec "$LAB-$n" sh -c "
       s=\$(openssl x509 -in $CERT -noout -subject -nameopt compat | sed 's/^subject=//')
       r=\$(openssl x509 -in $CERT -noout -serial | sed 's/^serial=//')
@@ -241,19 +248,20 @@ cmd_certs() {
   done
 }
 
-# proof: log a unique line on the client, wait (up to PROOF_TIMEOUT s) until it is in the
-# server's remote log, print the line as received. Exit 1 when it does not arrive.
+# proof [CLIENT [SERVER]]: log a unique line on CLIENT (default client), wait (up to PROOF_TIMEOUT s)
+# until it is in SERVER's (default server) remote log, print the line as received. Exit 1 when it
+# does not arrive.
 REMOTE_LOG="${REMOTE_LOG:-/var/log/minibus/remote.log}"
 cmd_proof() {
-  local tag line="" _
+  local client="${1:-client}" server="${2:-server}" tag line="" _
   tag="minibus-proof-$(date +%s)-$RANDOM"
-  podman exec "$LAB-client" logger -t minibus-demo "proof $tag: sent from client.$DOMAIN over mutual TLS"
+  podman exec "$LAB-$client" logger -t minibus-demo "proof $tag: sent from $client.$DOMAIN over mutual TLS"
   for _ in $(seq 1 $(( ${PROOF_TIMEOUT:-20} * 2 ))); do
-    line="$(podman exec "$LAB-server" grep -h "$tag" "$REMOTE_LOG" 2>/dev/null || true)"
+    line="$(podman exec "$LAB-$server" grep -h "$tag" "$REMOTE_LOG" 2>/dev/null || true)"
     [ -n "$line" ] && { printf '%s\n' "$line"; return 0; }
     sleep 0.5
   done
-  log "proof line $tag did not reach $LAB-server:$REMOTE_LOG"
+  log "proof line $tag did not reach $LAB-$server:$REMOTE_LOG"
   return 1
 }
 
@@ -281,8 +289,8 @@ case "${1:-}" in
   run) shift; cmd_run "$@" ;;
   down) cmd_down ;;
   certs) cmd_certs ;;
-  proof) cmd_proof ;;
+  proof) shift; cmd_proof "$@" ;;
   vault-url) echo "$VAULT_URL" ;;
   vault-ca) echo "$LAB_DIR/vault-tls/ca.pem" ;;
-  *) echo "usage: $0 up TARBALL | run [IDENT] | certs | proof | down | vault-url | vault-ca" >&2; exit 2 ;;
+  *) echo "usage: $0 up TARBALL | run [IDENT] | certs | proof [CLIENT [SERVER]] | down | vault-url | vault-ca" >&2; exit 2 ;;
 esac
