@@ -38,8 +38,7 @@ import uuid
 import pytest
 import requests
 
-from labs.hosts import clean_env, COLLECTIONS_DIR, RENEWER_SNIPPET, throwaway_account
-from test_fact import Host as FactHost
+from labs.hosts import clean_env, COLLECTIONS_DIR, FactHost, RENEWER_SNIPPET, throwaway_account
 from ansible_collections.minibus.pki.plugins.module_utils import _privdrop, issuance
 from ansible_collections.minibus.pki.plugins.module_utils.renewer import load_config
 
@@ -58,7 +57,7 @@ def account():
 
 
 class Host(FactHost):
-    """The fact's host (test_fact.py), its config with a fullchain_path too."""
+    """The fact's host (labs.hosts.FactHost, as test_fact.py uses it), its config with a fullchain_path too."""
 
     def __init__(self, account):
         FactHost.__init__(self, account)
