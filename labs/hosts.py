@@ -7,8 +7,8 @@
 Importing this module makes ``ansible_collections.minibus.pki`` importable (labs/collection.py) and gives
 child processes the same collections path (``clean_env``). Helpers: ``host_params``, ``bootstrap_host``,
 ``write_renewer_config``, ``run_renewer``, ``run_publish``, ``assert_host_consistent``, ``tree_digest``,
-``store_record``, ``throwaway_account``, and ``FactHost`` (the role's local fact as root runs it against a
-throw-away account's store). Plain Python: the fixtures live in the conftest.py files.
+``store_record``, ``throwaway_account``, ``account_store``, and ``FactHost`` (the role's local fact as root
+runs it against a throw-away account's store). Plain Python: the fixtures live in the conftest.py files.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -73,6 +73,17 @@ def throwaway_account(prefix):
     finally:
         subprocess.run(["userdel", name], check=False)
         subprocess.run(["groupdel", name], check=False, stderr=subprocess.DEVNULL)
+
+
+def account_store(base, account):
+    """base/store/ (root 0755) with tls/ and state/ (0700, the account's, as the role lays them out): (tls, state)."""
+    store = os.path.join(base, "store")
+    os.mkdir(store, 0o755)
+    tls, state = os.path.join(store, "tls"), os.path.join(store, "state")
+    for d in (tls, state):
+        os.mkdir(d, 0o700)
+        os.chown(d, account.pw_uid, account.pw_gid)
+    return tls, state
 
 
 # --- host helpers ------------------------------------------------------------------------------
@@ -260,12 +271,7 @@ class FactHost(object):
         self.lib = os.path.join(self.base, "lib")
         shutil.copytree(MODULE_UTILS, os.path.join(self.lib, "minibus_pki"),
                         ignore=shutil.ignore_patterns("__pycache__"))
-        store = os.path.join(self.base, "store")
-        os.mkdir(store, 0o755)
-        self.tls, self.state = os.path.join(store, "tls"), os.path.join(store, "state")
-        for d in (self.tls, self.state):
-            os.mkdir(d, 0o700)
-            os.chown(d, account.pw_uid, account.pw_gid)
+        self.tls, self.state = account_store(self.base, account)
         self.secret = os.path.join(self.state, "secret-id.json")
         self.root_only = os.path.join(self.base, "root-only")
         os.mkdir(self.root_only, 0o700)
