@@ -310,7 +310,7 @@ OURS_FACT_PLAY = """\
 # entry, run by this Python (hvac, cryptography) from the collection through the symlink.
 FACT_SCRIPT = """#!/bin/sh
 exec %(python)s -I -B -c 'import sys; sys.path.insert(0, sys.argv.pop(1)); \
-from ansible_collections.minibus.pki.plugins.module_utils.health import fact_main; \
+from ansible_collections.minibus.pki.plugins.module_utils.fact import fact_main; \
 sys.exit(fact_main(sys.argv[1:]))' %(colls)s --config %(config)s
 """
 

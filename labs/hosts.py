@@ -7,20 +7,27 @@
 Importing this module makes ``ansible_collections.minibus.pki`` importable (labs/collection.py) and gives
 child processes the same collections path (``clean_env``). Helpers: ``host_params``, ``bootstrap_host``,
 ``write_renewer_config``, ``run_renewer``, ``run_publish``, ``assert_host_consistent``, ``tree_digest``,
-``store_record``, ``throwaway_account``. Plain Python: the fixtures live in the conftest.py files.
+``store_record``, ``throwaway_account``, ``account_store``, and ``FactHost`` (the role's local fact as root
+runs it against a throw-away account's store). Plain Python: the fixtures live in the conftest.py files.
 """
 
 from __future__ import absolute_import, division, print_function
 
 import contextlib
+import datetime
 import hashlib
 import json
 import os
 import pwd
+import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+
+import jinja2
 
 # REPO_ROOT, BOOTSTRAP_MOUNT, ROOT_TOKEN and free_port: for the test files, which import host helpers from here
 from labs.collection import REPO_ROOT, make_collection_importable  # noqa: F401  pylint: disable=unused-import
@@ -31,11 +38,13 @@ RENEWAL_MOUNT = "approle"
 COLLECTIONS_DIR = make_collection_importable("minibus-reliability-coll-")
 MODULE_UTILS = os.path.join(COLLECTIONS_DIR, "ansible_collections", "minibus", "pki", "plugins", "module_utils")
 
-from ansible_collections.minibus.pki.plugins.module_utils import issuance  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.minibus.pki.plugins.module_utils import _privdrop, certs, issuance, secret_store  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.minibus.pki.plugins.module_utils.files import CertStore  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.minibus.pki.plugins.module_utils.options import AUTH_SPEC, CONNECTION_SPEC  # noqa: E402  pylint: disable=wrong-import-position
 
 from cryptography import x509  # noqa: E402  pylint: disable=wrong-import-position
-from cryptography.hazmat.primitives import serialization  # noqa: E402  pylint: disable=wrong-import-position
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402  pylint: disable=wrong-import-position
+from cryptography.x509.oid import NameOID  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def clean_env(**extra):
@@ -64,6 +73,17 @@ def throwaway_account(prefix):
     finally:
         subprocess.run(["userdel", name], check=False)
         subprocess.run(["groupdel", name], check=False, stderr=subprocess.DEVNULL)
+
+
+def account_store(base, account):
+    """base/store/ (root 0755) with tls/ and state/ (0700, the account's, as the role lays them out): (tls, state)."""
+    store = os.path.join(base, "store")
+    os.mkdir(store, 0o755)
+    tls, state = os.path.join(store, "tls"), os.path.join(store, "state")
+    for d in (tls, state):
+        os.mkdir(d, 0o700)
+        os.chown(d, account.pw_uid, account.pw_gid)
+    return tls, state
 
 
 # --- host helpers ------------------------------------------------------------------------------
@@ -209,3 +229,108 @@ def leftovers(directory):
             if name.startswith((".staging-", ".link-", ".tmp-")):
                 found.append(os.path.relpath(os.path.join(root, name), directory))
     return sorted(found)
+
+
+# --- the local fact as root runs it --------------------------------------------------------------------------
+# The role's fact template (roles/minibus_certs/templates/minibus_certs.fact.j2) rendered against a library
+# laid out as the role installs it (minibus_pki/ = plugins/module_utils), a throw-away account's store, and
+# root-only look-alike files holding FACT_ROOT_SECRET (tests/reliability/test_fact.py, test_bounded_reads.py).
+
+FACT_TEMPLATE = os.path.join(REPO_ROOT, "roles", "minibus_certs", "templates", "minibus_certs.fact.j2")
+FACT_ROOT_SECRET = "s.ROOT-ONLY-%s" % uuid.uuid4().hex
+
+
+def _self_signed(common_name, hours_left=20):
+    key = certs.generate_private_key("ec", 256)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=24 - hours_left))
+            .not_valid_after(now + datetime.timedelta(hours=hours_left))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    return certs.certificate_pem(cert), certs.private_key_pem(key)
+
+
+def _populate_fact_store(tls, cert_pem, key_pem, secret_path):
+    """Run as the account: its own store, as the module and the renewer leave it."""
+    CertStore(os.path.join(tls, "cert.pem"), os.path.join(tls, "key.pem")).install(
+        {"cert": cert_pem, "key": key_pem}, "0a")
+    secret_store.save(secret_path, "s.the-accounts-own-secret-id", "acc", 25 * 3600)
+    return True
+
+
+class FactHost(object):
+    """base/ (root 0755): lib/, etc/renewer.json, facts.d/ (root's); store/{tls,state} (the account's)."""
+
+    def __init__(self, account):
+        self.account = account
+        self.base = tempfile.mkdtemp(prefix="minibus-fact-")
+        os.chmod(self.base, 0o755)
+        self.lib = os.path.join(self.base, "lib")
+        shutil.copytree(MODULE_UTILS, os.path.join(self.lib, "minibus_pki"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        self.tls, self.state = account_store(self.base, account)
+        self.secret = os.path.join(self.state, "secret-id.json")
+        self.root_only = os.path.join(self.base, "root-only")
+        os.mkdir(self.root_only, 0o700)
+        # Root-only files that would look like the host's own store if root read them.
+        self.root_secret = os.path.join(self.root_only, "secret-id.json")
+        with open(self.root_secret, "w") as handle:
+            json.dump({"secret_id": FACT_ROOT_SECRET, "state": "ready", "accessor": FACT_ROOT_SECRET}, handle)
+        cert, key = _self_signed("root-only.example.org")
+        self.root_cert = os.path.join(self.root_only, "cert.pem")
+        self.root_key = os.path.join(self.root_only, "key.pem")
+        for path, text in ((self.root_cert, cert), (self.root_key, key)):
+            with open(path, "w") as handle:
+                handle.write(text)
+        self.root_state = os.path.join(self.root_only, "renewer-state.json")
+        with open(self.root_state, "w") as handle:
+            json.dump({"last_result": "failed", "last_message": FACT_ROOT_SECRET, "renewals_total": 7}, handle)
+        for path in (self.root_secret, self.root_cert, self.root_key, self.root_state):
+            os.chmod(path, 0o600)
+        conf_dir = os.path.join(self.base, "etc")
+        os.mkdir(conf_dir, 0o755)
+        self.config = os.path.join(conf_dir, "renewer.json")
+        with open(self.config, "w") as handle:
+            json.dump({"url": "https://vault.invalid:8200", "role_id": "minibus/csr", "approle_name": "minibus-csr",
+                       "common_name": "host.example.org", "key_type": "ec", "key_bits": 256,
+                       "cert_path": os.path.join(self.tls, "cert.pem"), "key_path": os.path.join(self.tls, "key.pem"),
+                       "secret_id_store": self.secret}, handle)
+        os.chmod(self.config, 0o640)
+        cert, key = _self_signed("host.example.org")
+        _privdrop.run_as(account.pw_uid, account.pw_gid, _populate_fact_store, self.tls, cert, key, self.secret)
+        self.fact = os.path.join(self.base, "minibus_certs.fact")
+        template = jinja2.Template(open(FACT_TEMPLATE).read())
+        with open(self.fact, "w") as handle:
+            handle.write(template.render(ansible_managed="test", __minibus_certs_lib_dir=self.lib,
+                                         __minibus_certs_renewer_config=self.config,
+                                         minibus_certs_user=account.pw_name, minibus_certs_group=account.pw_name))
+        os.chmod(self.fact, 0o755)
+
+    def run(self, fact=None):
+        # Python of this test run (it has the libraries the fact needs), isolated and without bytecode
+        # like the fact's own shebang (python3 -IB).
+        proc = subprocess.run([sys.executable, "-I", "-B", fact or self.fact], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, check=False, cwd="/", timeout=60)
+        out, err = proc.stdout.decode(), proc.stderr.decode()
+        assert proc.returncode == 0 and err == "", (proc.returncode, err)
+        assert out.count("\n") == 1, out
+        return out, json.loads(out)
+
+    def root_files(self):
+        seen = {}
+        for name in sorted(os.listdir(self.root_only)):
+            path = os.path.join(self.root_only, name)
+            st = os.lstat(path)
+            with open(path, "rb") as handle:
+                seen[name] = (st.st_uid, stat.S_IMODE(st.st_mode), handle.read())
+        return seen
+
+    def plant(self, name, target):
+        """What the account can do in a directory it owns: replace a name by its own symlink."""
+        if os.path.lexists(name):
+            os.unlink(name)
+        os.symlink(target, name)
+        os.lchown(name, self.account.pw_uid, self.account.pw_gid)

@@ -2,13 +2,13 @@
 # Copyright: minibus.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The role's decision from the minibus_certs local fact: a thin adapter of health.fact_plan (module_utils)."""
+"""The role's decision from the minibus_certs local fact: a thin adapter of fact.fact_plan (module_utils)."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.minibus.pki.plugins.module_utils.health import FACT_MAX_AGE_SECONDS, fact_plan
+from ansible_collections.minibus.pki.plugins.module_utils.fact import FACT_MAX_AGE_SECONDS, fact_plan
 
 
 def local_fact_plan(local_facts, request, account_created=False, max_age=FACT_MAX_AGE_SECONDS):

@@ -5,7 +5,7 @@
 # Private to minibus.pki: no compatibility promise to other collections.
 """The renewer's configuration file: JSON whose keys are the vault_pki_issue option names, plus a few of its own.
 
-Its own file so that both the renewer and the local fact (health.py) read it from below, with no import
+Its own file so that both the renewer and the local fact (fact.py) read it from below, with no import
 between the two.
 """
 

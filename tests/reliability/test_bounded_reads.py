@@ -38,8 +38,7 @@ import uuid
 import pytest
 import requests
 
-from labs.hosts import clean_env, COLLECTIONS_DIR, RENEWER_SNIPPET, throwaway_account
-from test_fact import Host as FactHost
+from labs.hosts import account_store, clean_env, COLLECTIONS_DIR, FactHost, RENEWER_SNIPPET, throwaway_account
 from ansible_collections.minibus.pki.plugins.module_utils import _privdrop, issuance
 from ansible_collections.minibus.pki.plugins.module_utils.renewer import load_config
 
@@ -58,7 +57,7 @@ def account():
 
 
 class Host(FactHost):
-    """The fact's host (test_fact.py), its config with a fullchain_path too."""
+    """The fact's host (labs.hosts.FactHost, as test_fact.py uses it), its config with a fullchain_path too."""
 
     def __init__(self, account):
         FactHost.__init__(self, account)
@@ -225,12 +224,7 @@ class RenewerHost(object):
         self.account = account
         self.base = tempfile.mkdtemp(prefix="minibus-bounded-")
         os.chmod(self.base, 0o755)
-        store = os.path.join(self.base, "store")
-        os.mkdir(store, 0o755)
-        self.tls, self.state = os.path.join(store, "tls"), os.path.join(store, "state")
-        for d in (self.tls, self.state):
-            os.mkdir(d, 0o700)
-            os.chown(d, account.pw_uid, account.pw_gid)
+        self.tls, self.state = account_store(self.base, account)
         self.ca_cert = os.path.join(self.base, "vault-ca.pem")
         shutil.copyfile(vault.ca_cert, self.ca_cert)
         os.chmod(self.ca_cert, 0o644)

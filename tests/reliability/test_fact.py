@@ -14,28 +14,15 @@ it, must print one JSON object, never their content, never report them as the ho
 
 from __future__ import absolute_import, division, print_function
 
-import datetime
-import json
 import os
 import shutil
-import stat
-import subprocess
-import sys
-import tempfile
-import uuid
 
-import jinja2
 import pytest
 
-from labs.hosts import MODULE_UTILS, REPO_ROOT, throwaway_account
-from ansible_collections.minibus.pki.plugins.module_utils import _privdrop, certs, secret_store
-from ansible_collections.minibus.pki.plugins.module_utils.files import CertStore
+from labs.hosts import FACT_ROOT_SECRET as ROOT_SECRET, FactHost, throwaway_account
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("useradd"),
                                 reason="needs root and useradd")
-
-TEMPLATE = os.path.join(REPO_ROOT, "roles", "minibus_certs", "templates", "minibus_certs.fact.j2")
-ROOT_SECRET = "s.ROOT-ONLY-%s" % uuid.uuid4().hex
 
 
 @pytest.fixture(scope="module")
@@ -44,113 +31,9 @@ def account():
         yield entry
 
 
-def _self_signed(common_name, hours_left=20):
-    key = certs.generate_private_key("ec", 256)
-    now = datetime.datetime.now(datetime.timezone.utc)
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import NameOID
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=24 - hours_left))
-            .not_valid_after(now + datetime.timedelta(hours=hours_left))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
-            .sign(key, hashes.SHA256()))
-    return certs.certificate_pem(cert), certs.private_key_pem(key)
-
-
-def _populate(tls, cert_pem, key_pem, secret_path):
-    """Run as the account: its own store, as the module and the renewer leave it."""
-    CertStore(os.path.join(tls, "cert.pem"), os.path.join(tls, "key.pem")).install(
-        {"cert": cert_pem, "key": key_pem}, "0a")
-    secret_store.save(secret_path, "s.the-accounts-own-secret-id", "acc", 25 * 3600)
-    return True
-
-
-class Host(object):
-    """base/ (root 0755): lib/, etc/renewer.json, facts.d/ (root's); store/{tls,state} (the account's)."""
-
-    def __init__(self, account):
-        self.account = account
-        self.base = tempfile.mkdtemp(prefix="minibus-fact-")
-        os.chmod(self.base, 0o755)
-        self.lib = os.path.join(self.base, "lib")
-        shutil.copytree(MODULE_UTILS, os.path.join(self.lib, "minibus_pki"),
-                        ignore=shutil.ignore_patterns("__pycache__"))
-        store = os.path.join(self.base, "store")
-        os.mkdir(store, 0o755)
-        self.tls, self.state = os.path.join(store, "tls"), os.path.join(store, "state")
-        for d in (self.tls, self.state):
-            os.mkdir(d, 0o700)
-            os.chown(d, account.pw_uid, account.pw_gid)
-        self.secret = os.path.join(self.state, "secret-id.json")
-        self.root_only = os.path.join(self.base, "root-only")
-        os.mkdir(self.root_only, 0o700)
-        # Root-only files that would look like the host's own store if root read them.
-        self.root_secret = os.path.join(self.root_only, "secret-id.json")
-        with open(self.root_secret, "w") as handle:
-            json.dump({"secret_id": ROOT_SECRET, "state": "ready", "accessor": ROOT_SECRET}, handle)
-        cert, key = _self_signed("root-only.example.org")
-        self.root_cert = os.path.join(self.root_only, "cert.pem")
-        self.root_key = os.path.join(self.root_only, "key.pem")
-        for path, text in ((self.root_cert, cert), (self.root_key, key)):
-            with open(path, "w") as handle:
-                handle.write(text)
-        self.root_state = os.path.join(self.root_only, "renewer-state.json")
-        with open(self.root_state, "w") as handle:
-            json.dump({"last_result": "failed", "last_message": ROOT_SECRET, "renewals_total": 7}, handle)
-        for path in (self.root_secret, self.root_cert, self.root_key, self.root_state):
-            os.chmod(path, 0o600)
-        conf_dir = os.path.join(self.base, "etc")
-        os.mkdir(conf_dir, 0o755)
-        self.config = os.path.join(conf_dir, "renewer.json")
-        with open(self.config, "w") as handle:
-            json.dump({"url": "https://vault.invalid:8200", "role_id": "minibus/csr", "approle_name": "minibus-csr",
-                       "common_name": "host.example.org", "key_type": "ec", "key_bits": 256,
-                       "cert_path": os.path.join(self.tls, "cert.pem"), "key_path": os.path.join(self.tls, "key.pem"),
-                       "secret_id_store": self.secret}, handle)
-        os.chmod(self.config, 0o640)
-        cert, key = _self_signed("host.example.org")
-        _privdrop.run_as(account.pw_uid, account.pw_gid, _populate, self.tls, cert, key, self.secret)
-        self.fact = os.path.join(self.base, "minibus_certs.fact")
-        template = jinja2.Template(open(TEMPLATE).read())
-        with open(self.fact, "w") as handle:
-            handle.write(template.render(ansible_managed="test", __minibus_certs_lib_dir=self.lib,
-                                         __minibus_certs_renewer_config=self.config,
-                                         minibus_certs_user=account.pw_name, minibus_certs_group=account.pw_name))
-        os.chmod(self.fact, 0o755)
-
-    def run(self, fact=None):
-        # Python of this test run (it has the libraries the fact needs), isolated and without bytecode
-        # like the fact's own shebang (python3 -IB).
-        proc = subprocess.run([sys.executable, "-I", "-B", fact or self.fact], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, check=False, cwd="/", timeout=60)
-        out, err = proc.stdout.decode(), proc.stderr.decode()
-        assert proc.returncode == 0 and err == "", (proc.returncode, err)
-        assert out.count("\n") == 1, out
-        return out, json.loads(out)
-
-    def root_files(self):
-        seen = {}
-        for name in sorted(os.listdir(self.root_only)):
-            path = os.path.join(self.root_only, name)
-            st = os.lstat(path)
-            with open(path, "rb") as handle:
-                seen[name] = (st.st_uid, stat.S_IMODE(st.st_mode), handle.read())
-        return seen
-
-    def plant(self, name, target):
-        """What the account can do in a directory it owns: replace a name by its own symlink."""
-        if os.path.lexists(name):
-            os.unlink(name)
-        os.symlink(target, name)
-        os.lchown(name, self.account.pw_uid, self.account.pw_gid)
-
-
 @pytest.fixture
 def host(account):
-    h = Host(account)
+    h = FactHost(account)
     yield h
     shutil.rmtree(h.base, ignore_errors=True)
 

@@ -25,7 +25,7 @@ from labs.hosts import (
     run_renewer, store_record, write_renewer_config
 )
 from labs.vault import bootstrapped_vault
-from ansible_collections.minibus.pki.plugins.module_utils import health
+from ansible_collections.minibus.pki.plugins.module_utils.fact import local_fact
 
 HOSTS = ("host1.minibus.test", "host2.minibus.test")
 
@@ -43,7 +43,7 @@ def lab(tmp_path_factory):
             assert proc.returncode == 0, proc.stderr
             fact_dir = os.path.join(directory, "facts.d")
             os.makedirs(fact_dir)
-            fact = health.local_fact(host_params(vault, directory, common_name=name, alt_names=[]))
+            fact = local_fact(host_params(vault, directory, common_name=name, alt_names=[]))
             assert not fact.get("error") and fact["status"]["last_success"], fact
             with open(os.path.join(fact_dir, "minibus_certs.fact"), "w") as handle:
                 json.dump(fact, handle)
