@@ -20,17 +20,10 @@ export LAB_AUDIT_RAW=1 LAB_VERBOSITY=4
 export LAB_DIR="${LAB_DIR:-$repo/build/$LAB}"
 [ -x "$repo/.venv/bin/ansible" ] && export PATH="$repo/.venv/bin:$PATH"
 lab="$repo/tools/demo/lab.sh"
-pass=0 fail=0
-log() { printf '[test-awx] %s\n' "$*" >&2; }
-ok() { pass=$((pass + 1)); log "PASS $*"; }
-ko() { fail=$((fail + 1)); log "FAIL $*"; }
-finish() { log "$pass passed, $fail failed"; [ "$fail" -eq 0 ]; }
-[ "${KEEP_LAB:-0}" = 1 ] || trap '"$lab" down >/dev/null 2>&1 || true' EXIT
-
+# shellcheck source=tools/demo/lab-checks.sh
+. "$repo/tools/demo/lab-checks.sh"
 t0=$SECONDS
-"$lab" down
-"$lab" up "$tarball" || { ko "lab up"; finish; exit 1; }
-ok "lab up (image, network, containers, OpenBao, bootstrap from the tarball)"
+lab_checks_start test-awx "$tarball" "image, network, containers, OpenBao, bootstrap from the tarball"
 
 # The token the credential injects is the broker token, with nothing but minibus-broker.
 vault_ca="$("$lab" vault-ca)"

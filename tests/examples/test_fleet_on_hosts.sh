@@ -23,17 +23,10 @@ export LAB_DIR="${LAB_DIR:-$repo/build/$LAB}"
 [ -x "$repo/.venv/bin/ansible" ] && export PATH="$repo/.venv/bin:$PATH"
 export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
 lab="$repo/tools/demo/lab.sh"
-pass=0 fail=0
-log() { printf '[fleet-example] %s\n' "$*" >&2; }
-ok() { pass=$((pass + 1)); log "PASS $*"; }
-ko() { fail=$((fail + 1)); log "FAIL $*"; }
-finish() { log "$pass passed, $fail failed"; [ "$fail" -eq 0 ]; }
-[ "${KEEP_LAB:-0}" = 1 ] || trap '"$lab" down >/dev/null 2>&1 || true' EXIT
-
+# shellcheck source=tools/demo/lab-checks.sh
+. "$repo/tools/demo/lab-checks.sh"
 t0=$SECONDS
-"$lab" down
-"$lab" up "$tarball" || { ko "lab up"; finish; exit 1; }
-ok "lab up (vault, logs, web1, web2; OpenBao bootstrapped from the tarball)"
+lab_checks_start fleet-example "$tarball" "vault, logs, web1, web2; OpenBao bootstrapped from the tarball"
 
 example="$LAB_DIR/example"
 mapfile -t playbooks < <(cd "$repo" && python3 -m labs.readme fleet "$example" \
