@@ -22,7 +22,7 @@ import time
 
 from . import certs
 from .errors import MinibusError
-from .health import _TIME_FORMAT, _as_owner, _collect, _epoch, _utcnow
+from .health import TIME_FORMAT, as_owner, observe, epoch_of, utcnow
 from .renewer_config import load_config
 
 # Bumped whenever a field the role decides from changes meaning: the role trusts only the version it knows.
@@ -67,15 +67,15 @@ def _ip_text(value):
 
 def _fact_of(p, now):
     """Run as the store's owner: the fact's content (no secret, no key material). p: the prepared request."""
-    now = now or _utcnow()
-    seen = _collect(p, now)
+    now = now or utcnow()
+    seen = observe(p, now)
     record = seen["status"]
     expires_at = seen["secret_id_expires_at"]
     uses_store = record["secret_id_state"] != "not used"
     return {
         "certificate": {
             "subject": record["subject"], "serial": record["serial"], "not_after": record["not_after"],
-            "not_after_epoch": _epoch(record["not_after"]) or None, "seconds_left": record["seconds_left"],
+            "not_after_epoch": epoch_of(record["not_after"]) or None, "seconds_left": record["seconds_left"],
             "renew_at_epoch": seen["renew_at_epoch"], "key_matches": seen["key_matches"],
         },
         "renewal_due": bool(seen["certificate_due"]),
@@ -84,7 +84,7 @@ def _fact_of(p, now):
             "used": uses_store, "state": record["secret_id_state"], "usable": not record["secret_id_problem"],
             "problem": record["secret_id_problem"],
             "expires_at": expires_at if isinstance(expires_at, str) else None,
-            "expires_at_epoch": _epoch(expires_at) or None if isinstance(expires_at, str) else None,
+            "expires_at_epoch": epoch_of(expires_at) or None if isinstance(expires_at, str) else None,
         },
         "status": dict((k, record[k]) for k in (
             "code", "verdict", "summary", "last_attempt", "last_result", "last_success", "last_failure",
@@ -93,17 +93,17 @@ def _fact_of(p, now):
 
 
 def _fact_base(now):
-    return {"schema_version": FACT_SCHEMA_VERSION, "checked_at": now.strftime(_TIME_FORMAT),
+    return {"schema_version": FACT_SCHEMA_VERSION, "checked_at": now.strftime(TIME_FORMAT),
             "checked_at_epoch": calendar.timegm(now.utctimetuple()), "error": None}
 
 
 def local_fact(params, now=None):
     """The fact as a dict: never raises, never holds a secret; an error field when something is wrong."""
-    now = now or _utcnow()
+    now = now or utcnow()
     fact = _fact_base(now)
     try:
         fact["request"] = request_view(params)
-        fact.update(_as_owner(params, _fact_of, now))
+        fact.update(as_owner(params, _fact_of, now))
         fact["needs_certificate"] = fact["renewal_due"]
         fact["needs_secret_id"] = fact["secret_id"]["used"] and not fact["secret_id"]["usable"]
     except MinibusError as exc:
@@ -124,7 +124,7 @@ def fact_main(argv, stdout=None, now=None):
     import sys  # pylint: disable=import-outside-toplevel
     stdout = stdout or sys.stdout
     args = {"--config": "/etc/minibus-certs/renewer.json", "--owner": None, "--group": None}
-    now = now or _utcnow()
+    now = now or utcnow()
     try:
         argv = list(argv)
         while argv:

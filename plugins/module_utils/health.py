@@ -31,7 +31,7 @@ _VERDICTS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL"}
 
 STATE_FILE = "renewer-state.json"
 METRICS_FILE = "minibus_certs.prom"
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _COUNTERS = ("renewals_total", "failures_total")
 
 
@@ -59,11 +59,11 @@ def read_state(path):
 
 def record_attempt(path, error=None, issued=False, serial=None, now=None):
     """Add one renewer run to the state file (atomically, 0644: it holds no secret). Returns the state."""
-    now = now or _utcnow()
+    now = now or utcnow()
     state = read_state(path)
     for name in _COUNTERS:
         state.setdefault(name, 0)
-    stamp = now.strftime(_TIME_FORMAT)
+    stamp = now.strftime(TIME_FORMAT)
     state["last_attempt"] = stamp
     if error is None:
         state["last_result"] = "ok"
@@ -89,10 +89,10 @@ def collect(params, now=None):
     planted cannot make root open a file of root's. Root without an owner works only on a root-owned store
     (issuance.plan refuses any other).
     """
-    return _as_owner(params, _collect, now)["status"]
+    return as_owner(params, observe, now)["status"]
 
 
-def _as_owner(params, func, now):
+def as_owner(params, func, now):
     # The module's defaults for options the caller left out (the renewer's load_config does the same).
     params = dict(dict((k, o.get("default")) for k, o in issuance.CERTIFICATE_SPEC.items()), **dict(
         (k, v) for k, v in params.items() if v is not None))
@@ -104,11 +104,11 @@ def _as_owner(params, func, now):
     return func(p, now)
 
 
-def _collect(p, now):
+def observe(p, now):
     """Everything the status and the local fact show, read by the store's owner (or root on root's store).
 
     p: the prepared request (issuance.prepare)."""
-    now = now or _utcnow()
+    now = now or utcnow()
     decision, secret_problem = issuance.plan(p, now)
     planned = issuance.plan_result(decision, secret_problem)
     record = None
@@ -125,7 +125,7 @@ def _collect(p, now):
         threshold = p["renew_before_seconds"]
         if threshold is None:
             threshold = current["lifetime_seconds"] // 3
-        renew_at = _epoch(current["not_after"]) - threshold
+        renew_at = epoch_of(current["not_after"]) - threshold
     return {"status": record_status, "certificate_due": decision.needed, "renew_at_epoch": renew_at, "key_matches": _key_matches(p),
             "secret_id_expires_at": (record or {}).get("expires_at") if isinstance(record, dict) else None}
 
@@ -148,7 +148,7 @@ def status(plan_result, secret_record, state, now=None, uses_store=True):
     reason); secret_record: secret_store.load(); state: read_state(); uses_store: False when the host
     renews with credentials of its own (no secret id store). No secret is copied.
     """
-    now = now or _utcnow()
+    now = now or utcnow()
     secret_problem = None
     if not uses_store:
         secret_state = "not used"
@@ -249,14 +249,14 @@ def prometheus(record, common_name):
     usable = 0 if record["secret_id_problem"] else 1
     gauges = (
         ("certificate_expiry_timestamp_seconds", "gauge", "When the installed certificate expires (0: none installed).",
-         _epoch(record["not_after"])),
+         epoch_of(record["not_after"])),
         ("renewal_due", "gauge", "1 when the certificate is due for renewal.", int(record["renewal_due"])),
         ("last_attempt_timestamp_seconds", "gauge", "When the renewer last ran (0: never).",
-         _epoch(record["last_attempt"])),
+         epoch_of(record["last_attempt"])),
         ("last_success_timestamp_seconds", "gauge", "When a renewer run last succeeded (0: never).",
-         _epoch(record["last_success"])),
+         epoch_of(record["last_success"])),
         ("last_failure_timestamp_seconds", "gauge", "When a renewer run last failed (0: never).",
-         _epoch(record["last_failure"])),
+         epoch_of(record["last_failure"])),
         ("last_run_success", "gauge", "1 when the last renewer run succeeded.",
          int(record["last_result"] != "failed")),
         ("secret_id_usable", "gauge", "1 when the stored secret id can be used for the next renewal.", usable),
@@ -296,11 +296,11 @@ def write_metrics(path, record, common_name):
     write_file_atomic(path, prometheus(record, common_name), mode=0o644)
 
 
-def _epoch(stamp):
+def epoch_of(stamp):
     if not stamp:
         return 0
     try:
-        return calendar.timegm(time.strptime(stamp, _TIME_FORMAT))
+        return calendar.timegm(time.strptime(stamp, TIME_FORMAT))
     except ValueError:
         return 0
 
@@ -311,7 +311,7 @@ def _human(seconds):
     return "%dh%02dm" % (hours, rest // 60)
 
 
-def _utcnow():
+def utcnow():
     return datetime.datetime.now(datetime.timezone.utc)
 
 
