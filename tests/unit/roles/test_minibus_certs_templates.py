@@ -156,6 +156,7 @@ def test_intake_snippet_reads_the_journal_with_a_cursor_and_no_rate_limit(tmp_pa
     assert 'StateFile="/var/spool/rsyslog/minibus-imjournal.state"' in text
     assert 'Ratelimit.Interval="0"' in text and 'IgnorePreviousMessages="on"' in text
     assert 'PersistStateInterval="1000"' in text
+    assert 'UsePid="syslog"' in text  # tags as the application wrote them, as with the socket
     assert 'if $inputname == "imjournal" and $syslogfacility-text == "kern" then stop' in text
     # Not valid alone (an input, no action): the role checks it within the complete configuration.
     conf = tmp_path / "intake.conf"
