@@ -381,6 +381,8 @@ def _credentials(p, auth_method):
 
 def _run(client, p, auth_method, decision, result):
     credentials, stored = _credentials(p, auth_method)
+    if stored is not None:
+        client.expect_index(stored.get("vault_index"))
     try:
         session = _authenticator.authenticate(client, credentials)
     except SecretIdRejected:
@@ -419,7 +421,7 @@ def _rotate_secret_id(client, session, p):
     data = vault.unwrap_secret_id(client, wrap["token"], mount, p["approle_name"],
                                   known_creation_path=wrap.get("creation_path") or "")
     secret_store.save(p["secret_id_store"], data["secret_id"], data.get("secret_id_accessor"),
-                      data.get("secret_id_ttl"), p["uid"], p["gid"])
+                      data.get("secret_id_ttl"), p["uid"], p["gid"], vault_index=client.index)
 
 
 def _issue_and_install(client, session, p, result):

@@ -47,10 +47,14 @@ def _expiry(value):
         return None
 
 
-def save(path, secret_id, accessor=None, ttl_seconds=None, uid=-1, gid=-1, now=None):
+def save(path, secret_id, accessor=None, ttl_seconds=None, uid=-1, gid=-1, now=None, vault_index=None):
+    """vault_index: the storage index Vault answered with once the secret id existed (X-Vault-Index), so the
+    next login is not refused by a standby that has not caught up."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     record = {"secret_id": secret_id, "accessor": accessor, "state": READY,
               "stored_at": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    if vault_index:
+        record["vault_index"] = vault_index
     if ttl_seconds:
         record["expires_at"] = (now + datetime.timedelta(seconds=int(ttl_seconds))).strftime("%Y-%m-%dT%H:%M:%SZ")
     write_file_atomic(path, json.dumps(record, sort_keys=True), mode=0o600, uid=uid, gid=gid)

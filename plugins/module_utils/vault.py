@@ -57,6 +57,21 @@ _NOT_ACTIVE = ("not the active node", "local node not active", "node is not acti
 _PERF_STANDBY_STATUS = 473
 # Asks a standby to answer itself (a redirect to the active node, or 503) instead of forwarding the request.
 _NO_FORWARDING = "X-Vault-No-Request-Forwarding"
+# OpenBao 2.7+ standbys (and Vault Enterprise performance standbys) answer reads from their own copy of the
+# storage, which trails the active node: a secret id or token written a moment ago is "invalid" there. Each
+# answer carries the storage index it reflects; sent back with forward-active-node, a standby that has not
+# reached it forwards the request (or, asked not to forward, redirects) instead of answering from old data.
+_INDEX = "X-Vault-Index"
+_INCONSISTENT = "X-Vault-Inconsistent"
+_INDEX_SHAPE = re.compile(r"\A[A-Za-z0-9+/=_-]{1,1024}\Z")  # opaque base64, bounded: nothing else is sent back
+
+
+def storage_index(value):
+    """value when it has the shape of a storage index (X-Vault-Index), else None."""
+    if isinstance(value, str) and _INDEX_SHAPE.match(value):
+        return value
+    return None
+
 
 # The in-flight request's watch, per thread: the connection classes below register their sockets there.
 _CURRENT = threading.local()
@@ -276,6 +291,11 @@ class VaultClient:
                                                allow_redirects=False))
             for address in self.addresses)
         self.request_count = 0
+        self.index = None
+
+    def expect_index(self, value):
+        """Ask every node to reflect at least this storage index (one seen by an earlier run); bad shapes are ignored."""
+        self.index = storage_index(value) or self.index
 
     @property
     def url(self):
@@ -330,6 +350,9 @@ class VaultClient:
             self.remember_secret(token)
         if wrap_ttl:
             headers["X-Vault-Wrap-TTL"] = str(wrap_ttl)
+        if self.index:
+            headers[_INDEX] = self.index
+            headers[_INCONSISTENT] = "forward-active-node"
         return headers
 
     def _try_each_address(self, method, path, headers, data, what, consumes_secret):
@@ -465,6 +488,7 @@ class VaultClient:
             raise _Failed(MinibusError(self.scrub(redirect_sentence(address, response.headers.get("Location"))),
                                        status), secret_safe=unforwarded, next_node=True, repeat=False)
         if status < 400:
+            self.index = storage_index(response.headers.get(_INDEX)) or self.index
             if status == 204 or not body:
                 return None
             try:

@@ -31,6 +31,15 @@ def test_save_and_load(tmp_path):
     assert os.listdir(str(tmp_path)) == ["secret-id.json"]
 
 
+def test_the_storage_index_is_kept_with_the_secret_id_and_survives_marking(tmp_path):
+    path = str(tmp_path / "s.json")
+    record = secret_store.save(path, SECRET, now=T0, vault_index="eyJ2YWx1ZSI6IjM0In0=")
+    assert secret_store.load(path)["vault_index"] == "eyJ2YWx1ZSI6IjM0In0="
+    secret_store.mark(path, record, secret_store.IN_USE)
+    assert secret_store.load(path)["vault_index"] == "eyJ2YWx1ZSI6IjM0In0="
+    assert "vault_index" not in secret_store.save(path, SECRET, now=T0)
+
+
 def test_save_without_ttl_never_expires(tmp_path):
     path = str(tmp_path / "s.json")
     record = secret_store.save(path, SECRET, now=T0)

@@ -157,9 +157,12 @@ def server():
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
                     self.rfile.read(length)
-                status, body = script.next(self.headers)
+                answer = script.next(self.headers)
+                status, body = answer[:2]
                 data = json.dumps(body).encode()
                 self.send_response(status)
+                for name, value in (answer[2] if len(answer) > 2 else {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -524,3 +527,58 @@ def test_the_run_budget_ends_retries(dripping_server):
     finally:
         c.close()
     assert "total_timeout" in info.value.message and c.request_count <= 3
+
+
+# --- storage index (X-Vault-Index): read-your-writes through standbys that serve reads ---------
+
+INDEX_A = "eyJjbHVzdGVyIjoiYyIsInZhbHVlIjoiMzQifQ=="
+INDEX_B = "eyJjbHVzdGVyIjoiYyIsInZhbHVlIjoiMzUifQ=="
+
+
+@pytest.mark.parametrize("value, expected", [
+    (INDEX_A, INDEX_A), ("abc-_", "abc-_"), (None, None), ("", None), ("x" * 1025, None), ("a\r\nX-Evil: 1", None),
+    ("a b", None), (b"abc", None), (34, None)])
+def test_storage_index_takes_bounded_base64_only(value, expected):
+    assert vault.storage_index(value) == expected
+
+
+def test_the_latest_index_vault_answered_with_goes_back_on_every_later_request(server):
+    script = _Script([(200, {}), (200, {}, {"X-Vault-Index": INDEX_A}), (200, {}, {"X-Vault-Index": "not an index"}),
+                      (200, {}, {"X-Vault-Index": INDEX_B})], final=(200, {}))
+    c = _client([server(script)], retries=0)
+    try:
+        for _request in range(5):
+            c.request("GET", "sys/health")
+    finally:
+        c.close()
+    # none before an answer carried one; a malformed one is ignored; the newest wins
+    assert _header(script, "X-Vault-Index") == [None, None, INDEX_A, INDEX_A, INDEX_B]
+    assert _header(script, "X-Vault-Inconsistent") == [None, None] + ["forward-active-node"] * 3
+
+
+def test_an_index_from_an_earlier_run_is_sent_from_the_first_request(server):
+    script = _Script([], final=(200, {}))
+    c = _client([server(script), server(_Script([]))], retries=0)
+    c.expect_index(INDEX_A)
+    c.expect_index("bad value")  # ignored: the good one stays
+    try:
+        c.request("POST", "auth/approle/login", consumes_secret=True)
+    finally:
+        c.close()
+    # with several addresses a login also asks not to be forwarded: a stale standby redirects, never answers
+    assert _header(script, "X-Vault-Index") == [INDEX_A]
+    assert _header(script, "X-Vault-Inconsistent") == ["forward-active-node"]
+    assert _header(script, "X-Vault-No-Request-Forwarding") == ["true"]
+
+
+def test_an_error_answer_does_not_move_the_index(server):
+    script = _Script([(200, {}, {"X-Vault-Index": INDEX_A}), (400, {"errors": ["bad"]}, {"X-Vault-Index": INDEX_B})],
+                     final=(200, {}))
+    c = _client([server(script)], retries=0)
+    try:
+        c.request("GET", "sys/health")
+        with pytest.raises(MinibusError):
+            c.request("GET", "sys/health")
+    finally:
+        c.close()
+    assert c.index == INDEX_A
