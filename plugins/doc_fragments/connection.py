@@ -23,6 +23,11 @@ options:
         first for the rest of the run. A login or unwrap that may have reached a node is never sent to
         another one, since its single-use secret may be spent. Every address must be C(https://) (see
         O(allow_insecure_http)) and is checked against the same O(ca_cert).
+      - Every request sends back the newest storage index Vault answered with (C(X-Vault-Index), with
+        C(X-Vault-Inconsistent=forward-active-node)), and the renewal keeps it with the secret id, so an
+        OpenBao 2.7+ standby that serves reads but has not caught up forwards the request instead of
+        answering from old data (a just-written secret id would look invalid there). Vault OSS and older
+        OpenBao ignore it.
       - Falls back to the environment variable E(VAULT_ADDR), then E(BAO_ADDR).
       - A redirect (3xx) is never followed, whoever sends it. The request fails (or moves to the next
         address) with one sentence naming where the redirect pointed, and nothing is sent there.
