@@ -671,13 +671,38 @@ class RaftBao(object):
                     servers = body["data"]["config"]["servers"]
                     voters = set(s["node_id"] for s in servers if s.get("voter"))
                     standbys = set(n.name for n in self.standbys())
-                    if want <= voters and want - {leader.name} <= standbys:
+                    if want <= voters and want - {leader.name} <= standbys and self._caught_up(leader):
                         return leader
                 except (requests.exceptions.RequestException, ValueError, KeyError, TypeError):
                     pass
             time.sleep(0.3)
-        raise DevBaoError("the cluster did not settle (one active node, the others standby voters) within %d s"
-                          % timeout)
+        raise DevBaoError("the cluster did not settle (one active node, the others standby voters that have "
+                          "applied its writes) within %d s" % timeout)
+
+    def _caught_up(self, leader):
+        """True when every standby has applied a write just made through the leader.
+
+        A standby serves reads from its own copy of the storage; one restarted or stopped a moment ago still
+        answers from old data. A write's X-Vault-Index sent with X-Vault-Inconsistent: fail makes a standby
+        that has not reached it refuse (412 or 429) instead of answering.
+        """
+        import requests  # pylint: disable=import-outside-toplevel
+        headers = {"X-Vault-Token": self.root_token}
+        written = requests.post(leader.url + "/v1/sys/wrapping/wrap", json={"caught": "up"}, timeout=5,
+                                headers=dict(headers, **{"X-Vault-Wrap-TTL": "60s"}), verify=self.ca_cert)
+        index = written.headers.get("X-Vault-Index")
+        if written.status_code != 200 or not index:
+            return written.status_code == 200  # (no index: a server without standby reads)
+        # one write, then each standby polled for it (a new write per poll would always be ahead of them)
+        deadline = time.time() + 15
+        for node in self.standbys():
+            while requests.get(node.url + "/v1/auth/token/lookup-self", timeout=5, verify=self.ca_cert,
+                               headers=dict(headers, **{"X-Vault-Index": index, "X-Vault-Inconsistent": "fail"})
+                               ).status_code != 200:
+                if time.time() > deadline:
+                    return False
+                time.sleep(0.05)
+        return True
 
     def status_lines(self):
         lines = []

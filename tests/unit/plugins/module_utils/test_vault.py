@@ -582,3 +582,29 @@ def test_an_error_answer_does_not_move_the_index(server):
     finally:
         c.close()
     assert c.index == INDEX_A
+
+
+NOT_VALID = (400, {"errors": ["wrapping token is not valid or does not exist"]})
+
+
+def test_a_wrapping_token_not_yet_on_a_stale_standby_is_looked_up_again(server, monkeypatch):
+    monkeypatch.setattr(vault, "LOOKUP_RECHECK_PAUSES", (0.01, 0.01, 0.01, 0.01))
+    script = _Script([NOT_VALID, NOT_VALID], final=(200, {"data": {"creation_path": "auth/approle/role/x/secret-id"}}))
+    c = _client([server(script)], retries=0)
+    try:
+        assert vault.lookup_creation_path(c, "s.wrapping") == "auth/approle/role/x/secret-id"
+    finally:
+        c.close()
+    assert script.hits == 3
+
+
+def test_a_wrapping_token_that_stays_invalid_is_refused_after_the_rechecks(server, monkeypatch):
+    monkeypatch.setattr(vault, "LOOKUP_RECHECK_PAUSES", (0.01, 0.01))
+    script = _Script([], final=NOT_VALID)
+    c = _client([server(script)], retries=0)
+    try:
+        with pytest.raises(WrappingTokenRejected):
+            vault.lookup_creation_path(c, "s.wrapping")
+    finally:
+        c.close()
+    assert script.hits == 3
