@@ -396,13 +396,11 @@ class VaultClient:
 
     def _back_off(self, error, attempt):
         """Sleep before the next round, or raise error when the run's total_timeout cannot cover the pause."""
-        pause = min(self.backoff * (2 ** (attempt - 1)), 5.0)
-        if self._remaining() <= pause:
+        if not self.pause_if_budget_allows(min(self.backoff * (2 ** (attempt - 1)), 5.0)):
             used_up = type(error)(error.message.rstrip(".") + "; not retried: the run's total_timeout (%d s) is "
                                   "used up." % self.budget, error.status, error.vault_errors)
             used_up.not_processed = error.not_processed
             raise used_up
-        time.sleep(pause)
 
     @staticmethod
     def _spent(error):
