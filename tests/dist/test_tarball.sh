@@ -4,7 +4,7 @@
 #   1. install it offline into an EMPTY collections path (no Galaxy, no network);
 #   2. with ANSIBLE_COLLECTIONS_PATH = that path only (plus the collections shipped inside the
 #      `ansible` package, which ansible-core always finds), check that ansible-doc sees the
-#      three modules, the lookup and the role;
+#      the modules, the lookup and the role;
 #   3. start an OpenBao dev server over HTTPS (the repository's tools/devbao.py: test tooling, not
 #      shipped), run minibus.pki.vault_bootstrap from the installed copy trusting the server's CA
 #      (minibus_vault_ca_cert), mint a wrapped secret id with the lookup (broker token, not root;
@@ -54,7 +54,7 @@ where="$(ansible-galaxy collection list minibus.pki -p "$coll" 2>/dev/null | gre
 if [ "$where" -ge 1 ]; then ok "ansible-galaxy lists minibus.pki in $coll"; else ko "ansible-galaxy collection list"; fi
 
 modules="$(ansible-doc -t module -l minibus.pki 2>/dev/null | awk '{print $1}' | sort | xargs)"
-if [ "$modules" = "minibus.pki.vault_approle_login minibus.pki.vault_audit minibus.pki.vault_pki_issue minibus.pki.vault_unwrap" ]; then ok "ansible-doc lists the 4 modules"; else ko "modules: '$modules'"; fi
+if [ "$modules" = "minibus.pki.core_library minibus.pki.vault_approle_login minibus.pki.vault_audit minibus.pki.vault_pki_issue minibus.pki.vault_unwrap" ]; then ok "ansible-doc lists the 5 modules"; else ko "modules: '$modules'"; fi
 lookups="$(ansible-doc -t lookup -l minibus.pki 2>/dev/null | awk '{print $1}' | xargs)"
 if [ "$lookups" = "minibus.pki.vault_secret_id" ]; then ok "ansible-doc lists the lookup"; else ko "lookups: '$lookups'"; fi
 roles="$(ansible-doc -t role -l minibus.pki 2>/dev/null | awk '{print $1}' | xargs)"
