@@ -112,8 +112,7 @@ def test_the_scheduled_run_selects_the_stale_host_and_costs_the_healthy_one_noth
 
     plays = _hosts_per_play(report)
     assert plays["Sort the hosts by what their local fact says they need"] == ["healthy", "stale"], plays
-    assert plays["Certificates and TLS forwarding for the rsyslog clients"] == ["stale"], plays
-    assert "healthy" not in plays.get("Certificates and TLS listener for the rsyslog servers", []), plays
+    assert plays["Certificates and mutual TLS for the rsyslog servers and clients"] == ["stale"], plays
     stats = report["stats"]
     assert stats["healthy"]["failures"] == 0 and stats["healthy"]["changed"] == 0, stats
     assert stats["stale"]["failures"] == 1 and "common name" in out.stdout.lower(), out.stdout[-3000:]
@@ -132,7 +131,7 @@ def test_the_scheduled_run_selects_the_stale_host_and_costs_the_healthy_one_noth
     report, out = _recover(tmp_path, facts)
     assert out.returncode == 0, out.stdout[-3000:]
     plays = _hosts_per_play(report)
-    assert not plays.get("Certificates and TLS forwarding for the rsyslog clients"), plays
+    assert not plays.get("Certificates and mutual TLS for the rsyslog servers and clients"), plays
     assert _requests(vault) == requests_before
 
 
@@ -144,6 +143,6 @@ def test_a_run_where_every_host_is_healthy_costs_no_vault_request_and_runs_no_ro
     assert out.returncode == 0, out.stdout[-3000:]
     plays = _hosts_per_play(report)
     assert plays["Sort the hosts by what their local fact says they need"] == ["healthy"], plays
-    assert not plays.get("Certificates and TLS forwarding for the rsyslog clients"), plays
+    assert not plays.get("Certificates and mutual TLS for the rsyslog servers and clients"), plays
     assert tree_digest(dirs["healthy"]) == healthy_before
     assert _requests(vault) == requests_before
