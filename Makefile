@@ -151,9 +151,11 @@ demo-clean:
 	tools/demo.sh clean
 
 # P1-P6 (see bench/run_bench.py; P6 is the fleet soak, labs/soak.py, 60 minutes, root): timings as ratios measured in one run on this machine, written to
-# bench/results/bench-<date>.md. Targets are reported, never asserted.
-bench: $(STAMP)
+# bench/results/bench-<date>.md. P7 (bench/role_fleet.sh, podman, root, about 5 min): the whole role on six
+# container hosts, written to bench/results/role-fleet-<date>.md. Targets are reported, never asserted.
+bench: $(STAMP) dist
 	python -m bench.run_bench
+	bench/role_fleet.sh $(TARBALL)
 
 clean:
 	rm -rf build tests/output
