@@ -17,10 +17,6 @@ clients="${ROLE_FLEET_CLIENTS:-5}"
 nodes="vault logs"
 for i in $(seq 1 "$clients"); do nodes="$nodes c$i"; done
 export LAB="${LAB:-minibus-p7}" LAB_IP_BASE="${LAB_IP_BASE:-50}" LAB_NODES="$nodes"
-export LAB_DIR="${LAB_DIR:-$repo/build/$LAB}"
-[ -x "$repo/.venv/bin/ansible" ] && export PATH="$repo/.venv/bin:$PATH"
-export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
-lab="$repo/tools/demo/lab.sh"
 # shellcheck source=tools/demo/lab-checks.sh
 . "$repo/tools/demo/lab-checks.sh"
 lab_checks_start role-fleet "$tarball" "vault, logs and $clients clients"

@@ -70,11 +70,14 @@ removed:
   sample: []
 """
 
+import types
+
 from ansible.module_utils.basic import AnsibleModule
 
 # Every core module, imported by name so that Ansible ships each of them with this module (a unit test
 # checks the list against plugins/module_utils); importing them has no side effect.
-from ansible_collections.minibus.pki.plugins.module_utils import (
+from ansible_collections.minibus.pki.plugins import module_utils as _core
+from ansible_collections.minibus.pki.plugins.module_utils import (  # noqa: F401 pylint: disable=unused-import
     _auth_approle,
     _auth_token,
     _authenticator,
@@ -97,27 +100,9 @@ from ansible_collections.minibus.pki.plugins.module_utils import (
 )
 from ansible_collections.minibus.pki.plugins.module_utils.errors import MinibusError
 
-CORE_MODULES = (
-    _auth_approle,
-    _auth_token,
-    _authenticator,
-    _privdrop,
-    audit,
-    certs,
-    errors,
-    fact,
-    files,
-    health,
-    issuance,
-    library,
-    options,
-    outage,
-    publish,
-    renewer,
-    renewer_config,
-    secret_store,
-    vault,
-)
+# The import above made each of them an attribute of the package.
+CORE_MODULES = tuple(sorted((value for value in vars(_core).values() if isinstance(value, types.ModuleType)),
+                            key=lambda module: module.__name__))
 
 
 def main():

@@ -17,9 +17,6 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export LAB="${LAB:-minibus-awx}" LAB_IP_BASE="${LAB_IP_BASE:-20}"
 # Raw audit log and -vvvv job output: the leak scan at the end needs both.
 export LAB_AUDIT_RAW=1 LAB_VERBOSITY=4
-export LAB_DIR="${LAB_DIR:-$repo/build/$LAB}"
-[ -x "$repo/.venv/bin/ansible" ] && export PATH="$repo/.venv/bin:$PATH"
-lab="$repo/tools/demo/lab.sh"
 # shellcheck source=tools/demo/lab-checks.sh
 . "$repo/tools/demo/lab-checks.sh"
 t0=$SECONDS

@@ -19,10 +19,6 @@ set -euo pipefail
 tarball="$(readlink -f "${1:?usage: $0 TARBALL}")"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export LAB="${LAB:-minibus-fleet}" LAB_IP_BASE="${LAB_IP_BASE:-30}" LAB_NODES="vault logs web1 web2"
-export LAB_DIR="${LAB_DIR:-$repo/build/$LAB}"
-[ -x "$repo/.venv/bin/ansible" ] && export PATH="$repo/.venv/bin:$PATH"
-export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
-lab="$repo/tools/demo/lab.sh"
 # shellcheck source=tools/demo/lab-checks.sh
 . "$repo/tools/demo/lab-checks.sh"
 t0=$SECONDS

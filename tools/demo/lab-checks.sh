@@ -2,10 +2,16 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Sourced by the tests that run against tools/demo/lab.sh (tests/awx/test_runner.sh,
 # tests/examples/test_fleet_on_hosts.sh): PASS/FAIL counting, and a fresh lab removed at exit.
-#   lab_checks_start NAME TARBALL WHAT   starts the lab ($lab, with LAB, LAB_IP_BASE, LAB_NODES,
-#                                        LAB_DIR exported); KEEP_LAB=1 leaves it running afterwards
+# Source it after exporting LAB (and LAB_IP_BASE, LAB_NODES): it sets lab (tools/demo/lab.sh),
+# LAB_DIR (default build/$LAB), the venv on PATH and Ansible's colourless output.
+#   lab_checks_start NAME TARBALL WHAT   starts the lab; KEEP_LAB=1 leaves it running afterwards
 #   ok TEXT | ko TEXT | log TEXT | finish (exit status: 0 when nothing failed)
-: "${lab:?set lab to tools/demo/lab.sh before sourcing lab-checks.sh}"
+: "${LAB:?export LAB, the name of the lab, before sourcing lab-checks.sh}"
+lab_checks_repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+lab="$lab_checks_repo/tools/demo/lab.sh"
+export LAB_DIR="${LAB_DIR:-$lab_checks_repo/build/$LAB}"
+if [ -x "$lab_checks_repo/.venv/bin/ansible" ]; then export PATH="$lab_checks_repo/.venv/bin:$PATH"; fi
+export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
 pass=0 fail=0 lab_checks_name=lab
 log() { printf '[%s] %s\n' "$lab_checks_name" "$*" >&2; }
 ok() { pass=$((pass + 1)); log "PASS $*"; }
