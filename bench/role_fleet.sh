@@ -4,9 +4,11 @@
 # server and ROLE_FLEET_CLIENTS clients (default 5) in systemd containers (tools/demo/lab.sh, OpenBao
 # over HTTPS bootstrapped with minibus.pki.vault_bootstrap, a broker token), run with ansible-playbook
 # the way the README says. Measured in one run, on the same hosts:
-#   first converge (every host new), re-run (nothing to do), and the floor: a play that only gathers
-#   facts on the same hosts (what the role's re-run needs at least);
-#   wall time, tasks per host (ok + skipped from PLAY RECAP), hosts changed, Vault requests (audit log).
+#   first converge (every host new), re-run (nothing to do), the floor: a play that only gathers
+#   facts on the same hosts (what the role's re-run needs at least), and the scheduled run
+#   minibus.pki.recover on the now healthy fleet;
+#   wall time, tasks per host (ok + skipped from PLAY RECAP), hosts changed, the hosts' Vault requests
+#   (audit log).
 # Writes a Markdown table to bench/results/role-fleet-<date>.md and prints it. Needs root (podman).
 # Usage: bench/role_fleet.sh dist/minibus-pki-<version>.tar.gz    (make bench runs it)
 #   ROLE_FLEET_CLIENTS=N   clients (default 5)   KEEP_LAB=1   leave the lab running
@@ -93,6 +95,7 @@ recover="$(play recover minibus.pki.recover)" || { finish; exit 1; }
 r3="$(requests)"
 read -r first_tasks first_changed <<<"$(recap first)"
 read -r again_tasks again_changed <<<"$(recap again)"
+read -r recover_tasks recover_changed <<<"$(recap recover)"
 hosts=$((clients + 1))
 ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
 if [ "${again_changed%%/*}" = 0 ]; then ok "re-run changed nothing ($again_changed hosts changed)"; else ko "re-run changed $again_changed hosts"; fi
@@ -114,7 +117,7 @@ mkdir -p "$(dirname "$out")"
   echo "| first converge | $first | $first_tasks | $first_changed | $((r1 - r0)) |"
   echo "| re-run | $again | $again_tasks | $again_changed | $((r2 - r1)) |"
   echo "| floor: gather_facts only | $floor | 1 | | |"
-  echo "| scheduled run, \`minibus.pki.recover\` (healthy fleet) | $recover | $(recap recover | cut -d' ' -f1) | $(recap recover | cut -d' ' -f2) | $((r3 - r2)) |"
+  echo "| scheduled run, \`minibus.pki.recover\` (healthy fleet) | $recover | $recover_tasks | $recover_changed | $((r3 - r2)) |"
   echo "| **re-run / floor** | **$(ratio "$again" "$floor")** | | | |"
   echo "| **scheduled run / floor** | **$(ratio "$recover" "$floor")** | | | |"
 } | tee "$out"

@@ -103,6 +103,9 @@ def _in_place(path, data):
 
 
 def _mkdir(directory):
+    # Safe as root without O_NOFOLLOW tricks: _missing_directories found every existing directory above
+    # this one root's alone, so no other account can create, rename or link a name there between that
+    # check and this mkdir, and each new directory is root's with mode 0755 from its creation.
     try:
         os.mkdir(directory, DIRECTORY_MODE)
         os.chmod(directory, DIRECTORY_MODE)  # not narrowed by the umask

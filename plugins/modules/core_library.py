@@ -98,7 +98,6 @@ from ansible_collections.minibus.pki.plugins.module_utils import (  # noqa: F401
     secret_store,
     vault,
 )
-from ansible_collections.minibus.pki.plugins.module_utils.errors import MinibusError
 
 # The import above made each of them an attribute of the package.
 CORE_MODULES = tuple(sorted((value for value in vars(_core).values() if isinstance(value, types.ModuleType)),
@@ -109,7 +108,7 @@ def main():
     module = AnsibleModule(argument_spec=dict(path=dict(type="path", required=True)), supports_check_mode=True)
     try:
         result = library.install(module.params["path"], library.core_sources(CORE_MODULES), module.check_mode)
-    except MinibusError as exc:
+    except errors.MinibusError as exc:
         module.fail_json(msg=exc.message)
     module.exit_json(**result)
 

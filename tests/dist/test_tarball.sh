@@ -4,7 +4,7 @@
 #   1. install it offline into an EMPTY collections path (no Galaxy, no network);
 #   2. with ANSIBLE_COLLECTIONS_PATH = that path only (plus the collections shipped inside the
 #      `ansible` package, which ansible-core always finds), check that ansible-doc sees the
-#      the modules, the lookup and the role;
+#      modules, the lookup and the role;
 #   3. start an OpenBao dev server over HTTPS (the repository's tools/devbao.py: test tooling, not
 #      shipped), run minibus.pki.vault_bootstrap from the installed copy trusting the server's CA
 #      (minibus_vault_ca_cert), mint a wrapped secret id with the lookup (broker token, not root;

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # SPDX-License-Identifier: GPL-3.0-or-later
-# Sourced by the tests that run against tools/demo/lab.sh (tests/awx/test_runner.sh,
-# tests/examples/test_fleet_on_hosts.sh): PASS/FAIL counting, and a fresh lab removed at exit.
+# Sourced by the scripts that run against tools/demo/lab.sh (tests/awx/test_runner.sh,
+# tests/examples/test_fleet_on_hosts.sh, bench/role_fleet.sh): PASS/FAIL counting, and a fresh lab
+# removed at exit.
 # Source it after exporting LAB (and LAB_IP_BASE, LAB_NODES): it sets lab (tools/demo/lab.sh),
 # LAB_DIR (default build/$LAB), the venv on PATH and Ansible's colourless output.
 #   lab_checks_start NAME TARBALL WHAT   starts the lab; KEEP_LAB=1 leaves it running afterwards
