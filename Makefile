@@ -28,7 +28,7 @@ $(STAMP): requirements-dev.txt
 os-packages:
 	tools/os-packages.sh test
 
-test: os-packages test-unit test-monitoring test-bootstrap sanity sanity-matrix lint docs-lint test-examples test-platform test-integration test-reliability test-dist test-molecule test-awx
+test: os-packages test-unit test-monitoring test-bootstrap sanity sanity-matrix lint docs-lint test-examples test-platform test-integration test-reliability test-soak test-dist test-molecule test-awx
 
 test-unit: $(STAMP)
 	python -m pytest -q tests/unit bench/test_fleet_sim.py
@@ -113,9 +113,9 @@ test-molecule: $(STAMP)
 test-reliability: $(STAMP)
 	python -m pytest -q tests/reliability
 
-# The fleet soak, short (labs/soak.py with every fault once, about 10 minutes on 2 cores; root). Not part
-# of `make test` yet: on 2 cores make test already takes about 70 minutes, and CI allows 90. The
-# 60-minute soak is P6 of `make bench`.
+# The fleet soak, short (labs/soak.py with every fault once, about 10 minutes on 2 cores; root): every
+# fault kind at least once, each line counted from syslog(3) on a client to the log server's file.
+# The 60-minute soak is P6 of `make bench`.
 test-soak: $(STAMP)
 	python -m pytest -q -s tests/soak
 

@@ -83,16 +83,23 @@ def role_vars(host, port, permitted=CLIENTS):
     return common
 
 
-def main_conf(host, snippet, inject_port):
+def main_conf(host, snippet, inject_port=None, syslog_socket=None):
     """The host's rsyslog.conf around the role's snippet: a work directory, internal messages to a
-    file; on a client a local TCP input whose accepted lines are written before the snippet forwards
-    them; on the server, its own messages to a file (remote lines go to the snippet's ruleset)."""
+    file; on a client a local input whose accepted lines are written before the snippet forwards
+    them (a TCP port, or with syslog_socket the socket an application's syslog(3) writes to, as where
+    rsyslog owns /dev/log: senders.SyslogSender); on the server, its own messages to a file (remote
+    lines go to the snippet's ruleset)."""
     lines = ['global(workDirectory="%s" processInternalMessages="on" maxMessageSize="8k")' % host.work,
              'template(name="lab_msg" type="string" string="%msg%\\n")']
     if host.role == "client":
-        lines += ['module(load="imptcp")',
-                  'input(type="imptcp" port="%d" address="127.0.0.1")' % inject_port,
-                  'if $msg contains "lab-seq-" then {',
+        if syslog_socket:
+            # not the machine's /dev/log (SysSock.Use off); rate limit as Debian's rsyslog.conf leaves it
+            lines += ['module(load="imuxsock" SysSock.Use="off")',
+                      'input(type="imuxsock" Socket="%s")' % syslog_socket]
+        else:
+            lines += ['module(load="imptcp")',
+                      'input(type="imptcp" port="%d" address="127.0.0.1")' % inject_port]
+        lines += ['if $msg contains "lab-seq-" then {',
                   '  action(type="omfile" file="%s" template="lab_msg")' % host.accepted_log,
                   '} else {',
                   '  action(type="omfile" file="%s" template="RSYSLOG_FileFormat")' % host.internal_log,
@@ -192,6 +199,7 @@ class Host(object):
         self.trust_anchor = os.path.join(self.dir, "trust-anchor.pem")
         self.remote_log = os.path.join(self.dir, "remote.log")
         self.accepted_log = os.path.join(self.dir, "accepted.log")
+        self.syslog_socket = os.path.join(self.dir, "log.sock")  # a client's /dev/log (senders.SyslogSender)
         self.internal_log = os.path.join(self.dir, "rsyslog-internal.log")
         self.stderr_log = os.path.join(self.dir, "rsyslogd.stderr")
         self.conf = os.path.join(self.dir, "rsyslog.conf")
@@ -259,9 +267,9 @@ class Host(object):
             "publish for %s: %s%s" % (self.name, out.stdout, out.stderr)
         return out
 
-    def write_conf(self, inject_port):
+    def write_conf(self, inject_port=None, syslog_socket=None):
         with open(self.conf, "w") as handle:
-            handle.write(main_conf(self, self.snippet, inject_port))
+            handle.write(main_conf(self, self.snippet, inject_port, syslog_socket))
         check = subprocess.run([RSYSLOGD, "-N1", "-f", self.conf], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                universal_newlines=True, check=False)
         assert check.returncode == 0, "rsyslogd -N1 refused %s: %s" % (self.conf, check.stdout)

@@ -13,7 +13,12 @@ from __future__ import absolute_import, division, print_function
 import array
 import os
 import re
+import shutil
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 
@@ -67,6 +72,91 @@ class Sender(threading.Thread):
         self.join(timeout)
 
 
+class SyslogSender(threading.Thread):
+    """Sequence-numbered lines at a steady rate through syslog(3), as an application logs, into the
+    rsyslog socket at socket_path (an imuxsock input) until ``halt`` is set or count lines are sent.
+
+    syslog(3) always writes to /dev/log. The lab must not touch the machine's /dev/log (which may be
+    journald's, or missing), so the sending process runs in a mount namespace of its own
+    (``unshare --mount``) with an overlay over /dev whose ``log`` points to socket_path: glibc's
+    syslog(3) unchanged, one client's socket, nothing changed outside. Root only. ``sent`` counts
+    the syslog(3) calls that returned, ``times`` holds when; syslog(3) reports no failure, so a line
+    it could not hand over counts as lost end to end."""
+
+    def __init__(self, socket_path, tag, rate=200, count=None):
+        threading.Thread.__init__(self, daemon=True)
+        self.socket_path = socket_path
+        self.tag = tag
+        self.rate = float(rate)
+        self.count = count
+        self.sent = 0
+        self.times = array.array("d")
+        self.halt = threading.Event()
+        self.error = None
+
+    def run(self):
+        argv = ["unshare", "--mount", "--propagation", "private", sys.executable, "-m", "labs.senders",
+                "syslog", self.socket_path, self.tag, str(self.rate), str(self.count or 0)]
+        proc = subprocess.Popen(argv, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+        def _terminate_on_halt():
+            self.halt.wait()
+            if proc.poll() is None:
+                proc.terminate()
+
+        threading.Thread(target=_terminate_on_halt, daemon=True).start()
+        for row in proc.stdout:
+            number, stamp = row.split()
+            self.times.append(float(stamp))
+            self.sent = int(number) + 1
+        err = proc.stderr.read().decode("utf-8", "replace").strip()
+        if proc.wait() not in (0, -signal.SIGTERM) or err:
+            self.error = err or "the syslog(3) sender ended with %s" % proc.returncode
+        self.halt.set()
+
+    def stop(self, timeout=10):
+        self.halt.set()
+        self.join(timeout)
+
+
+def _syslog_child(socket_path, tag, rate, count):
+    """The sending process of SyslogSender, inside its own mount namespace."""
+    import syslog  # pylint: disable=import-outside-toplevel
+    scratch = tempfile.mkdtemp(prefix="minibus-devlog-")
+    try:
+        upper, work = os.path.join(scratch, "upper"), os.path.join(scratch, "work")
+        os.mkdir(upper)
+        os.mkdir(work)
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                        "lowerdir=/dev,upperdir=%s,workdir=%s" % (upper, work), "/dev"], check=True)
+        if os.path.lexists("/dev/log"):
+            os.unlink("/dev/log")  # in the overlay only: a whiteout in upper, the machine's stays
+        os.symlink(socket_path, "/dev/log")
+        wait_for(lambda: os.path.exists(socket_path), "the rsyslog socket %s" % socket_path, 30)
+        stopping = []
+        signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+        syslog.openlog("lab", syslog.LOG_NDELAY, syslog.LOG_USER)
+        start = last_flush = time.time()
+        number = 0
+        while not stopping and (not count or number < count):
+            pause = start + number / rate - time.time()
+            if pause > 0:
+                time.sleep(pause)
+            syslog.syslog(syslog.LOG_INFO, "lab-seq-%s-%07d" % (tag, number))
+            now = time.time()
+            sys.stdout.write("%d %.6f\n" % (number, now))
+            number += 1
+            if now - last_flush > 0.2:
+                sys.stdout.flush()
+                last_flush = now
+        sys.stdout.flush()
+    finally:
+        # the overlay goes with the namespace; its upper and work directories are the machine's /tmp
+        subprocess.run(["umount", "-l", "/dev"], check=False)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def send_lines(port, tag, count):
     """count lines at once (numbered from 0) on one connection."""
     with socket.create_connection(("127.0.0.1", port), 5) as sock:
@@ -98,3 +188,10 @@ def wait_for(condition, what, seconds=WAIT):
             return
         time.sleep(0.2)
     raise AssertionError("%s did not happen within %d s" % (what, seconds))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 6 and sys.argv[1] == "syslog":
+        _syslog_child(sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5]))
+    else:
+        sys.exit("usage: python -m labs.senders syslog SOCKET TAG RATE COUNT (0: until SIGTERM)")

@@ -18,8 +18,10 @@ What runs (all real processes on this machine, as root; docs/measurements.md "P6
   OnCalendar + RandomizedDelaySec), never twice at once (a oneshot unit does not overlap itself).
   After a renewal of an rsyslog host, root's ``--publish`` (the unit's ExecStopPost).
 * rsyslog: one log server and five clients among the hosts, real rsyslogd each, configured from the
-  role's RELP template (tests/reliability/rsyslog_lab.py); each client takes sequence-numbered lines
-  on a local input; the server's remote log is counted for lines lost and duplicated.
+  role's RELP template (labs/rsyslog.py); on each client sequence-numbered lines are logged through
+  syslog(3) into its rsyslog's socket (senders.SyslogSender: the client's own /dev/log in a mount
+  namespace); the server's remote log is counted for lines lost from syslog(3) on, lost between the
+  rsyslogs and duplicated.
 * The broker's scheduled recovery run: every RECOVER_EVERY s the lab looks at each host's metrics
   (what the role's local fact reports) and, for a host without a usable secret id, does what the
   role's certificate step does on a recovery run: a wrapped secret id minted with the broker token
@@ -83,8 +85,8 @@ def _lab():
                       issuance=hosts.issuance, raftbao=vault, devbao=vault, free_port=vault.free_port)
     rl = _Namespace(RSYSLOGD=rsyslog.RSYSLOGD, render_rsyslog_confs=rsyslog.render_rsyslog_confs,
                     role_vars=rsyslog.role_vars, main_conf=rsyslog.main_conf, stop_process=rsyslog.stop_process,
-                    wait_port=rsyslog.wait_port, seqs=senders.seqs,
-                    Sender=lambda tag, port, rate: senders.Sender(port, tag, rate))
+                    wait_port=rsyslog.wait_port, seqs=senders.seqs, wait_for=senders.wait_for,
+                    SyslogSender=senders.SyslogSender)
     return core, rl
 
 
@@ -119,6 +121,7 @@ class Host(object):
         self.work = os.path.join(self.base, "rsyslog-work")
         self.remote_log = os.path.join(self.base, "remote.log")
         self.accepted_log = os.path.join(self.base, "accepted.log")
+        self.syslog_socket = os.path.join(self.base, "log.sock")  # the client's /dev/log (SyslogSender)
         self.internal_log = os.path.join(self.base, "rsyslog-internal.log")
         self.stderr_log = os.path.join(self.base, "rsyslogd.stderr")
         self.conf = os.path.join(self.base, "rsyslog.conf")
@@ -432,20 +435,19 @@ class Soak(object):
         self.server = self.hosts[0]
         self.clients = [h for h in self.hosts if h.role == "client"]
         self.port = c.free_port()
-        self.inject = dict((h.name, c.free_port()) for h in self.clients)
         permitted = [h.name for h in self.clients]
         rl.render_rsyslog_confs([(h, rl.role_vars(h, self.port, permitted=permitted)) for h in [self.server] + self.clients])
         for host in [self.server] + self.clients:
             with open(host.conf, "w") as handle:
-                handle.write(rl.main_conf(host, host.snippet, self.inject.get(host.name)))
+                handle.write(rl.main_conf(host, host.snippet, syslog_socket=host.syslog_socket))
         self.server.start_rsyslog()
         rl.wait_port(self.port)
         for client in self.clients:
             client.start_rsyslog()
-            rl.wait_port(self.inject[client.name])
+            rl.wait_for(lambda: os.path.exists(client.syslog_socket), "%s's rsyslog socket" % client.name, 30)
         self.tags = dict((c.name, "c%d" % (i + 1)) for i, c in enumerate(self.clients))
         for client in self.clients:
-            sender = rl.Sender(self.tags[client.name], self.inject[client.name], self.rate)
+            sender = rl.SyslogSender(client.syslog_socket, self.tags[client.name], self.rate)
             sender.start()
             self.senders[client.name] = sender
 
@@ -555,14 +557,13 @@ class Soak(object):
         return all(h is not None and not h.get("sealed") for h in healths) and self.cluster.leader() is not None
 
     def delivered(self, until):
-        """Every line the clients accepted that was sent before `until` is in the server's remote log."""
+        """Every line logged through syslog(3) before `until` is in the server's remote log."""
         for client in self.clients:
             tag, sender = self.tags[client.name], self.senders[client.name]
             n = 0
             while n < sender.sent and sender.times[n] < until:
                 n += 1
-            accepted = set(s for s in self.rl.seqs(client.accepted_log, tag) if s < n)
-            if accepted - set(self.rl.seqs(self.server.remote_log, tag)):
+            if set(range(n)) - set(self.rl.seqs(self.server.remote_log, tag)):
                 return False
         return True
 
@@ -613,9 +614,11 @@ class Soak(object):
             accepted = set(self.rl.seqs(client.accepted_log, tag))
             written_list = self.rl.seqs(self.server.remote_log, tag)
             written = set(written_list)
-            rows.append(dict(client=client.name, sent=self.senders[client.name].sent, accepted=len(accepted),
+            sender = self.senders[client.name]
+            rows.append(dict(client=client.name, sent=sender.sent, accepted=len(accepted),
                              written=len(written), duplicates=len(written_list) - len(written),
-                             lost_between_rsyslogs=len(accepted - written)))
+                             lost_from_syslog=len(set(range(sender.sent)) - written),
+                             lost_between_rsyslogs=len(accepted - written), sender_error=sender.error))
         renewals = [r for r in self.runs if r["renewed"]]
         idle = [r for r in self.runs if r["code"] == 0 and not r["renewed"]]
         return dict(
@@ -626,6 +629,7 @@ class Soak(object):
             expired_while_offline=len(self.expired_offline),
             needed_a_person=self.person, checks=checks,
             lines=rows, lost_between_rsyslogs=sum(r["lost_between_rsyslogs"] for r in rows),
+            lost_from_syslog=sum(r["lost_from_syslog"] for r in rows),
             duplicates=sum(r["duplicates"] for r in rows),
             runs=len(self.runs), renewals=len(renewals), failed_runs=sum(1 for r in self.runs if r["code"] != 0),
             vault_requests_per_renewal=(sum(r["requests"] for r in renewals) / len(renewals)) if renewals else None,
@@ -637,7 +641,7 @@ class Soak(object):
     def close(self, keep=False):
         self.stopping.set()
         for sender in self.senders.values():
-            sender.halt.set()
+            sender.stop()
         for host in self.hosts:
             host.stop_rsyslog()
         for node in self.cluster.nodes:  # a SIGSTOPped node would ignore SIGTERM
@@ -691,7 +695,7 @@ def markdown(result):
     L.append("Real processes on this machine (docs/measurements.md, P6): a 3-node OpenBao Raft cluster over HTTPS, "
              "%d hosts each with its own system account and store running the real renewer from the lab's scheduler "
              "(%d s certificates, renew_before %d s, timer every %d s + up to %d s jitter), a log server and %d "
-             "rsyslog clients over RELP (%d lines/s each), the broker's recovery run every %d s; secret ids live %d s."
+             "rsyslog clients over RELP (%d lines/s each through syslog(3)), the broker's recovery run every %d s; secret ids live %d s."
              % (result["hosts"], result["ttl"], result["renew_before"], result["period"], result["jitter"],
                 result["clients"], result["rate"], result["recover_every"], result["secret_id_ttl"]))
     L.append("")
@@ -700,6 +704,8 @@ def markdown(result):
     L.append("| certificates expired while their host ran | %d | 0 |" % len(result["expired"]))
     L.append("| hosts that needed a person | %d %s | 0 |"
              % (len(result["needed_a_person"]), ", ".join(result["needed_a_person"])))
+    L.append("| lines lost from syslog(3) to the log server's file | %d of %d | 0 |"
+             % (result["lost_from_syslog"], sum(r["sent"] for r in result["lines"])))
     L.append("| lines lost between the rsyslogs | %d (duplicates %d) | 0 |"
              % (result["lost_between_rsyslogs"], result["duplicates"]))
     L.append("| renewer runs / renewals / failed runs | %d / %d / %d | |"
@@ -744,7 +750,8 @@ def main(argv=None):
     result = run(args.seconds, hosts=args.hosts, keep=args.keep)
     print(markdown(result))
     print("written: %s" % save(result))
-    ok = not result["expired"] and not result["needed_a_person"] and not result["lost_between_rsyslogs"]
+    ok = not (result["expired"] or result["needed_a_person"] or result["lost_between_rsyslogs"]
+              or result["lost_from_syslog"])
     return 0 if ok else 1
 
 
