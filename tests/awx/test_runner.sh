@@ -8,7 +8,8 @@
 #   a broker token (policy minibus-broker), not root.
 # Asserts: runner status successful; second run changes nothing; each host's certificate has
 # CN = its FQDN and ST=rengthining, L=iberty; a logger line on the client reaches the server's
-# remote log over mutual TLS.
+# remote log over mutual TLS; a client whose secret id was spent behind its back is brought back by
+# the scheduled minibus.pki.recover alone, which leaves the server unchanged.
 # Usage: tests/awx/test_runner.sh dist/minibus-pki-<version>.tar.gz   (make test-awx)
 #   KEEP_LAB=1  leave the lab running afterwards (tools/demo/lab.sh down with the same LAB)
 set -euo pipefail
@@ -83,6 +84,45 @@ for host in server client; do
        >>"$LAB_DIR/renewer-output.log" 2>&1; then ok "$host: renewer --force as minibus-certs"
   else ko "$host: renewer failed: $(tail -1 "$LAB_DIR/renewer-output.log")"; fi
 done
+
+# A host comes back by itself: the client's stored secret id is spent behind its back (a thief's login
+# with it, as Vault refusing an expired one after a long offline would), so its next renewal is
+# refused and its local fact says it needs a secret id. The scheduled job template
+# (minibus.pki.recover) then changes that host alone, the server is left as it was, and the client's
+# renewer works again with the wrapped secret id the broker minted.
+spend='
+import json, ssl, urllib.request
+conf = json.load(open("/etc/minibus-certs/renewer.json"))
+store = json.load(open(conf["secret_id_store"]))
+url = conf["url"][0] if isinstance(conf["url"], list) else conf["url"]
+body = json.dumps({"role_id": conf["role_id"], "secret_id": store["secret_id"]}).encode()
+req = urllib.request.Request("%s/v1/auth/%s/login" % (url.rstrip("/"), conf["auth_mount_point"]), data=body, method="POST")
+with urllib.request.urlopen(req, context=ssl.create_default_context(cafile=conf["ca_cert"]), timeout=10) as answer:
+    print(answer.status)
+'
+if [ "$(podman exec "$LAB-client" python3 -c "$spend" 2>&1)" = 200 ]; then ok "client: its stored secret id spent by another login"
+else ko "client: could not spend its stored secret id"; fi
+if podman exec "$LAB-client" runuser -u minibus-certs -- /usr/local/lib/minibus-certs/minibus-certs-renew --force \
+     >>"$LAB_DIR/renewer-output.log" 2>&1; then ko "client: the renewer still renewed with a spent secret id"
+else ok "client: the renewer is refused with the spent secret id ($(tail -1 "$LAB_DIR/renewer-output.log" | cut -c1-160))"; fi
+if LAB_PLAYBOOK=minibus.pki.recover "$lab" run recover; then
+  s="$(stats recover)"
+  if [[ "$s" =~ client.minibus.test=[1-9][0-9]*\ (localhost=0\ )?server.minibus.test=0\ failures=0$ ]]; then
+    ok "scheduled minibus.pki.recover: the client alone changed ($s)"
+  else ko "scheduled minibus.pki.recover: $s"; fi
+else
+  ko "scheduled minibus.pki.recover failed"
+fi
+if podman exec "$LAB-client" runuser -u minibus-certs -- /usr/local/lib/minibus-certs/minibus-certs-renew --force \
+     >>"$LAB_DIR/renewer-output.log" 2>&1; then ok "client: the renewer renews again with the broker's new secret id"
+else ko "client: the renewer still fails after the recovery: $(tail -1 "$LAB_DIR/renewer-output.log")"; fi
+if LAB_PLAYBOOK=minibus.pki.recover "$lab" run recover-again; then
+  s="$(stats recover-again)"
+  if [[ "$s" =~ ^client.minibus.test=0\ (localhost=0\ )?server.minibus.test=0\ failures=0$ ]]; then ok "the next scheduled run changes nothing ($s)"
+  else ko "the next scheduled run changed: $s"; fi
+else
+  ko "the next scheduled minibus.pki.recover failed"
+fi
 
 # Leak scan: every secret Vault handed out (raw audit log), every private key and stored secret id on
 # the hosts, and the broker token must appear nowhere in the -vvvv job output or the renewer's output.

@@ -212,13 +212,15 @@ cmd_run() {
   render_credential "$pdd"
   # LAB_VERBOSITY=4 runs the job at -vvvv (what an AWX job template's verbosity 4 does).
   if [ -n "${LAB_VERBOSITY:-}" ]; then printf -- '-%s\n' "$(printf 'v%.0s' $(seq 1 "$LAB_VERBOSITY"))" >"$pdd/env/cmdline"; fi
-  cat >"$pdd/project/site.yml" <<'PB'
+  # LAB_PLAYBOOK=minibus.pki.recover: the scheduled job template instead of the main one.
+  local playbook="${LAB_PLAYBOOK:-minibus.pki.site}"
+  cat >"$pdd/project/site.yml" <<PB
 ---
 # An AWX project playbook: the job template runs this, the collection does the work.
-- name: minibus.pki main job
-  ansible.builtin.import_playbook: minibus.pki.site
+- name: minibus.pki job ($playbook)
+  ansible.builtin.import_playbook: $playbook
 PB
-  log "ansible-runner run (ident $ident): minibus.pki.site on $(podman ps --filter label=minibus.lab="$LAB" --format '{{.Names}}' | xargs)"
+  log "ansible-runner run (ident $ident): $playbook on $(podman ps --filter label=minibus.lab="$LAB" --format '{{.Names}}' | xargs)"
   local t0=$SECONDS rc=0
   # The controller's own shell credentials must not leak in: only the injected ones count.
   env -u VAULT_ADDR -u VAULT_TOKEN -u VAULT_CACERT -u BAO_ADDR -u BAO_TOKEN -u MINIBUS_CSR_SECRET_ID \
