@@ -31,20 +31,31 @@ def line(tag, number):
     return ("<14>1 - lab - - - - lab-seq-%s-%07d\n" % (tag, number)).encode("ascii")
 
 
-class Sender(threading.Thread):
-    """Sequence-numbered lines at a steady rate into a client's local input on port until ``halt`` is
-    set (or count lines are sent, when count is given); reconnects when the client's rsyslog restarts (a line refused then is sent again, it was never
-    accepted). ``sent`` counts the lines handed to the socket, ``times`` holds when (time.time())."""
+class _SteadySender(threading.Thread):
+    """What both senders share: tag, rate, an optional count, ``sent``, ``times`` and ``halt``."""
 
-    def __init__(self, port, tag, rate=200, count=None):
+    def __init__(self, tag, rate, count):
         threading.Thread.__init__(self, daemon=True)
-        self.port = port
         self.tag = tag
         self.rate = float(rate)
         self.count = count
         self.sent = 0
         self.times = array.array("d")
         self.halt = threading.Event()
+
+    def stop(self, timeout=10):
+        self.halt.set()
+        self.join(timeout)
+
+
+class Sender(_SteadySender):
+    """Sequence-numbered lines at a steady rate into a client's local input on port until ``halt`` is
+    set (or count lines are sent, when count is given); reconnects when the client's rsyslog restarts (a line refused then is sent again, it was never
+    accepted). ``sent`` counts the lines handed to the socket, ``times`` holds when (time.time())."""
+
+    def __init__(self, port, tag, rate=200, count=None):
+        _SteadySender.__init__(self, tag, rate, count)
+        self.port = port
 
     def run(self):
         start = time.time()
@@ -67,12 +78,8 @@ class Sender(threading.Thread):
         if sock is not None:
             sock.close()
 
-    def stop(self, timeout=10):
-        self.halt.set()
-        self.join(timeout)
 
-
-class SyslogSender(threading.Thread):
+class SyslogSender(_SteadySender):
     """Sequence-numbered lines at a steady rate through syslog(3), as an application logs, into the
     rsyslog socket at socket_path (an imuxsock input) until ``halt`` is set or count lines are sent.
 
@@ -84,14 +91,8 @@ class SyslogSender(threading.Thread):
     it could not hand over counts as lost end to end."""
 
     def __init__(self, socket_path, tag, rate=200, count=None):
-        threading.Thread.__init__(self, daemon=True)
+        _SteadySender.__init__(self, tag, rate, count)
         self.socket_path = socket_path
-        self.tag = tag
-        self.rate = float(rate)
-        self.count = count
-        self.sent = 0
-        self.times = array.array("d")
-        self.halt = threading.Event()
         self.error = None
 
     def run(self):
@@ -114,10 +115,6 @@ class SyslogSender(threading.Thread):
         if proc.wait() not in (0, -signal.SIGTERM) or err:
             self.error = err or "the syslog(3) sender ended with %s" % proc.returncode
         self.halt.set()
-
-    def stop(self, timeout=10):
-        self.halt.set()
-        self.join(timeout)
 
 
 def _syslog_child(socket_path, tag, rate, count):
