@@ -146,3 +146,29 @@ def test_rsyslog_snippet_is_one_template_per_transport_and_side(role, transport)
     assert (inputs[transport] in text) == (role == "server")
     assert (forwards[transport] in text) == (role == "client")
     assert inputs[other] not in text and forwards[other] not in text
+
+
+@pytest.mark.skipif(shutil.which("rsyslogd") is None, reason="rsyslogd is not installed (apt: rsyslog rsyslog-gnutls rsyslog-relp)")
+def test_intake_snippet_reads_the_journal_with_a_cursor_and_no_rate_limit(tmp_path):
+    """minibus_certs_rsyslog_intake=journal: imjournal with a persisted state file, imjournal's own limit off."""
+    text = _render("minibus-intake-journal.conf.j2")
+    assert 'load="imjournal"' in text
+    assert 'StateFile="/var/spool/rsyslog/minibus-imjournal.state"' in text
+    assert 'Ratelimit.Interval="0"' in text and 'IgnorePreviousMessages="on"' in text
+    assert 'PersistStateInterval="1000"' in text
+    assert 'UsePid="syslog"' in text  # tags as the application wrote them, as with the socket
+    assert 'if $inputname == "imjournal" and $syslogfacility-text == "kern" then stop' in text
+    # Not valid alone (an input, no action): the role checks it within the complete configuration.
+    conf = tmp_path / "intake.conf"
+    conf.write_text(text + '\naction(type="omfile" file="%s")\n' % (tmp_path / "out.log"))
+    check = subprocess.run(["rsyslogd", "-N1", "-f", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           universal_newlines=True, check=False)
+    assert check.returncode == 0, check.stdout
+    assert "not known" not in check.stdout
+
+
+@pytest.mark.parametrize("intake, forward", [("journal", "no"), ("socket", "yes")])
+def test_journald_dropin_sets_the_rate_limit_and_forwards_only_to_the_socket_intake(intake, forward):
+    text = _render("minibus-journald.conf.j2", minibus_certs_rsyslog_intake=intake)
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert lines == ["[Journal]", "RateLimitIntervalSec=30s", "RateLimitBurst=60000", "ForwardToSyslog=%s" % forward]
