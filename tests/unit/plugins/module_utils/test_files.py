@@ -7,7 +7,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import shutil
 import stat
+import tempfile
 import threading
 import time
 
@@ -158,18 +160,56 @@ def test_check_writable_under_a_regular_file(tmp_path, mode):
     assert "nothing was requested from Vault" in message
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores directory permissions")
-def test_check_writable_read_only_dir(tmp_path):
-    d = tmp_path / "ro"
-    d.mkdir()
-    os.chmod(str(d), 0o555)
+def _as_unprivileged(function):
+    """Run function() as is, or, as root (whom directory permissions do not stop), in a forked child
+    running as nobody; return its result (a string) either way."""
+    if os.geteuid() != 0:
+        return function()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: nobody, report one line, never return into pytest
+        status = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(write_end, function().encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        result = pipe.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert status == 0, "the unprivileged child failed (%r)" % result
+    return result
+
+
+def test_check_writable_read_only_dir():
+    # tmp_path lies under a root-only directory: nobody could not even reach it
+    base = tempfile.mkdtemp(prefix="minibus-ro-")
     try:
-        store = files.CertStore(str(d / "h.crt"), str(d / "h.key"))
-        with pytest.raises(MinibusError) as info:
-            store.check_writable()
-        assert "\n" not in info.value.message and str(d) in info.value.message
+        os.chmod(base, 0o755)
+        d = os.path.join(base, "ro")
+        os.mkdir(d, 0o555)
+        os.chmod(d, 0o555)
+
+        def _check():
+            store = files.CertStore(os.path.join(d, "h.crt"), os.path.join(d, "h.key"))
+            try:
+                store.check_writable()
+            except MinibusError as error:
+                return error.message
+            return "no error"
+
+        message = _as_unprivileged(_check)
+        assert message != "no error"
+        assert "\n" not in message and d in message
+        assert os.listdir(d) == []
     finally:
-        os.chmod(str(d), 0o755)
+        os.chmod(os.path.join(base, "ro"), 0o755)
+        shutil.rmtree(base)
 
 
 def test_check_writable_public_path_is_a_directory(tmp_path):
