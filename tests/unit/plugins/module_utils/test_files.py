@@ -181,7 +181,7 @@ def _as_unprivileged(function):
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
         result = pipe.read().decode()
-    _, status = os.waitpid(pid, 0)
+    status = os.waitpid(pid, 0)[1]
     assert status == 0, "the unprivileged child failed (%r)" % result
     return result
 
