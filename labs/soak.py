@@ -639,6 +639,13 @@ class Soak(object):
             loadavg=os.getloadavg())
 
     def close(self, keep=False):
+        # An interrupted run: end soak_faults.drive's tracks first (a fault ends by undoing itself,
+        # which must not restart a node after the cluster is down).
+        aborting = getattr(self, "aborting", None)
+        if aborting is not None:
+            aborting.set()
+            for thread in getattr(self, "fault_threads", ()):
+                thread.join(60)
         self.stopping.set()
         for sender in self.senders.values():
             sender.stop()

@@ -371,6 +371,8 @@ def drive(lab, seconds, tracks=None):
     def track(name, faults):
         while True:
             for fault in faults:
+                if lab.aborting.is_set():  # the lab is being torn down (an interrupted run)
+                    return
                 try:
                     rec = fault(lab)
                 except Exception as exc:  # pylint: disable=broad-except
@@ -383,11 +385,12 @@ def drive(lab, seconds, tracks=None):
                     records.append(rec)
                     lab.log("P6: %-48s seen by %s after %s, cleared %s" % (
                         rec["kind"], rec.get("seen_by"), rec.get("seen_after"), rec.get("cleared_after")))
-                time.sleep(GAP_S)
+                lab.aborting.wait(GAP_S)
             if _now() >= stop_at:
                 return
 
     threads = [threading.Thread(target=track, args=t, daemon=True) for t in (TRACKS if tracks is None else tracks)]
+    lab.fault_threads = threads
     for t in threads:
         t.start()
     for t in threads:
